@@ -1,0 +1,1 @@
+//! Stage 6: alert. The alert type and its sinks (JSON lines, syslog, stdout).

@@ -1,0 +1,1 @@
+//! Evaluation of a model against labeled flows: metrics, threshold tuning, plots.

@@ -1,0 +1,1 @@
+//! Stage 5: score. The Isolation Forest: model format, loading and validation, scoring, training.
