@@ -2,6 +2,7 @@
 //! the finished flow, [`FlowRecord`], that the flow table hands to the scorer, the CSV writer and
 //! the alert sinks.
 
+pub mod csv_out;
 pub mod schema;
 
 pub use schema::{Column, ColumnSet, FEATURES, Feature, FeatureDef, Kind, NUM_FEATURES};
