@@ -27,3 +27,4 @@ pub mod eval;
 pub mod features;
 pub mod flow;
 pub mod forest;
+pub mod pipeline;

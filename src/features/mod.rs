@@ -20,6 +20,8 @@ pub enum EndReason {
     Evicted,
     /// End of input or shutdown: flushed while still open.
     Flushed,
+    /// An ICMP flow whose type and code both changed (the reference starts a new flow).
+    IcmpChange,
 }
 
 /// A finished bidirectional flow: identifiers plus every feature value.

@@ -1,0 +1,315 @@
+//! The flow table: packets in, finished flows out. Finds each packet's bidirectional flow,
+//! applies the reference tool's lifecycle (flow timeout from the first packet, TCP teardown,
+//! ICMP type changes), expires flows on a clock, and caps its size by evicting the oldest flow.
+
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, VecDeque};
+
+use super::key::FlowKey;
+use super::state::FlowState;
+use super::{Compat, FlowConfig, FlowStats, TcpState};
+use crate::decode::{PacketMeta, tcp_flags as tf};
+use crate::features::{EndReason, FlowRecord};
+
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_ICMP: u8 = 1;
+const IPPROTO_ICMPV6: u8 = 58;
+
+/// What a TCP connection split by the flow timeout hands to the flow that continues it: the
+/// reference keeps the connection's direction and adds up Total TCP Flow Time.
+#[derive(Clone, Copy, Debug)]
+struct Continuation {
+    fwd_is_lo: bool,
+    cumulative_us: i64,
+    last_us: i64,
+    expires_us: i64,
+}
+
+/// Single-owner flow table (one per worker thread; see `FlowKey::symmetric_hash` to shard).
+pub struct FlowTable {
+    cfg: FlowConfig,
+    map: HashMap<FlowKey, FlowState>,
+    /// (deadline = start + flow timeout, key, flow id) in creation order.
+    expiry: VecDeque<(i64, FlowKey, u64)>,
+    continuations: HashMap<FlowKey, Continuation>,
+    continuation_order: VecDeque<(i64, FlowKey)>,
+    next_id: u64,
+    stats: FlowStats,
+}
+
+impl FlowTable {
+    pub fn new(cfg: FlowConfig) -> FlowTable {
+        FlowTable {
+            cfg,
+            map: HashMap::new(),
+            expiry: VecDeque::new(),
+            continuations: HashMap::new(),
+            continuation_order: VecDeque::new(),
+            next_id: 0,
+            stats: FlowStats::default(),
+        }
+    }
+
+    pub fn config(&self) -> &FlowConfig {
+        &self.cfg
+    }
+
+    /// Open flows.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub fn stats(&self) -> FlowStats {
+        FlowStats {
+            active: self.map.len() as u64,
+            ..self.stats
+        }
+    }
+
+    /// Feeds one decoded packet; finished flows go to `emit`.
+    pub fn push(&mut self, pkt: &PacketMeta, emit: &mut impl FnMut(FlowRecord)) {
+        let (key, src_is_lo) = FlowKey::of(pkt);
+        let mut p = *pkt;
+        let compat = self.cfg.compat;
+        let Entry::Occupied(mut e) = self.map.entry(key) else {
+            self.start_flow(key, src_is_lo, &p, emit);
+            return;
+        };
+        let flow = e.get_mut();
+        if p.ts_us < flow.last_us {
+            // Capture misordering: treat the packet as arriving with the flow's last packet.
+            p.ts_us = flow.last_us;
+            self.stats.out_of_order += 1;
+        }
+        let ts = p.ts_us;
+        let f = p.tcp_flags;
+        let syn = f & tf::SYN != 0;
+        let timed_out = ts - flow.start_us > self.cfg.flow_timeout_us;
+        let reuse = flow.tcp == TcpState::ReadyForTermination && syn;
+        if timed_out || reuse {
+            let old = e.remove();
+            let reason = if timed_out {
+                EndReason::Timeout
+            } else {
+                EndReason::TcpClose
+            };
+            self.finish(&old, reason, emit);
+            if !reuse && old.protocol() == IPPROTO_TCP {
+                // Continuation of the same connection: keep its direction, carry its time.
+                let cumulative =
+                    old.cumulative_us + (old.last_us - old.start_us) + (ts - old.last_us);
+                self.insert_flow(
+                    key,
+                    &p,
+                    src_is_lo == old.fwd_is_lo,
+                    old.fwd_is_lo,
+                    cumulative,
+                    emit,
+                );
+            } else {
+                self.start_flow(key, src_is_lo, &p, emit);
+            }
+            return;
+        }
+        let activity = self.cfg.activity_timeout_us;
+        let is_tcp = flow.protocol() == IPPROTO_TCP;
+        if compat == Compat::Cic2017 && is_tcp && f & (tf::FIN | tf::RST) != 0 {
+            // The original tool: the first FIN (or any RST) ends the flow.
+            flow.update_active_idle(ts, activity);
+            flow.add(&p, compat);
+            let old = e.remove();
+            self.finish(&old, EndReason::TcpClose, emit);
+            return;
+        }
+        if f & tf::FIN != 0 {
+            flow.update_active_idle(ts, activity);
+            flow.add(&p, compat);
+            flow.tcp = match flow.tcp {
+                TcpState::Open => TcpState::FirstFin,
+                TcpState::FirstFin if flow.fin_both_ways() => TcpState::SecondFin,
+                s => s,
+            };
+        } else if f & tf::RST != 0 {
+            flow.update_active_idle(ts, activity);
+            flow.add(&p, compat);
+            flow.tcp = TcpState::ReadyForTermination;
+        } else if f & tf::ACK != 0 {
+            flow.update_active_idle(ts, activity);
+            flow.add(&p, compat);
+            if flow.tcp == TcpState::SecondFin {
+                flow.tcp = TcpState::ReadyForTermination;
+            }
+        } else if matches!(flow.protocol(), IPPROTO_ICMP | IPPROTO_ICMPV6)
+            && flow.icmp_code() != i16::from(p.icmp_code)
+            && flow.icmp_type() != i16::from(p.icmp_type)
+        {
+            let old = e.remove();
+            self.stats.icmp_splits += 1;
+            self.finish(&old, EndReason::IcmpChange, emit);
+            self.start_flow(key, src_is_lo, &p, emit);
+        } else {
+            flow.update_active_idle(ts, activity);
+            flow.add(&p, compat);
+        }
+    }
+
+    /// Expires every flow whose flow timeout has passed at `now_us` (packet time in replay,
+    /// wall-clock time when live traffic stops).
+    pub fn advance(&mut self, now_us: i64, emit: &mut impl FnMut(FlowRecord)) {
+        while let Some(&(deadline, key, id)) = self.expiry.front() {
+            if now_us <= deadline {
+                break;
+            }
+            self.expiry.pop_front();
+            let Entry::Occupied(e) = self.map.entry(key) else {
+                continue;
+            };
+            if e.get().id != id {
+                continue;
+            }
+            let old = e.remove();
+            if old.protocol() == IPPROTO_TCP && old.tcp != TcpState::ReadyForTermination {
+                self.remember_continuation(key, &old, now_us);
+            }
+            self.finish(&old, EndReason::Timeout, emit);
+        }
+        while let Some(&(expires, key)) = self.continuation_order.front() {
+            if now_us <= expires {
+                break;
+            }
+            self.continuation_order.pop_front();
+            if self
+                .continuations
+                .get(&key)
+                .is_some_and(|c| c.expires_us == expires)
+            {
+                self.continuations.remove(&key);
+            }
+        }
+    }
+
+    /// Finishes every open flow (end of input, shutdown), oldest first.
+    pub fn flush(&mut self, emit: &mut impl FnMut(FlowRecord)) {
+        let mut open: Vec<FlowState> = self.map.drain().map(|(_, v)| v).collect();
+        open.sort_by_key(|f| (f.start_us, f.id));
+        for f in &open {
+            self.stats.flushed += 1;
+            emit(f.finish(EndReason::Flushed, self.cfg.compat));
+        }
+        self.expiry.clear();
+        self.continuations.clear();
+        self.continuation_order.clear();
+    }
+
+    fn finish(&mut self, f: &FlowState, reason: EndReason, emit: &mut impl FnMut(FlowRecord)) {
+        match reason {
+            EndReason::Timeout => self.stats.expired += 1,
+            EndReason::TcpClose => self.stats.closed_tcp += 1,
+            EndReason::Evicted => self.stats.evicted += 1,
+            EndReason::Flushed => self.stats.flushed += 1,
+            EndReason::IcmpChange => {}
+        }
+        if self.cfg.compat == Compat::Cic2017 && reason == EndReason::Timeout && f.packets() < 2 {
+            // The original tool dropped single-packet flows at timeout.
+            self.stats.dropped_single += 1;
+            return;
+        }
+        emit(f.finish(reason, self.cfg.compat));
+    }
+
+    fn start_flow(
+        &mut self,
+        key: FlowKey,
+        src_is_lo: bool,
+        p: &PacketMeta,
+        emit: &mut impl FnMut(FlowRecord),
+    ) {
+        if let Some(c) = self.continuations.remove(&key) {
+            let cumulative = c.cumulative_us + (p.ts_us - c.last_us).max(0);
+            self.insert_flow(
+                key,
+                p,
+                src_is_lo == c.fwd_is_lo,
+                c.fwd_is_lo,
+                cumulative,
+                emit,
+            );
+            return;
+        }
+        // A SYN-ACK opening a flow means its SYN was missed or reordered: forward is the client.
+        let synack = p.tcp_flags & (tf::SYN | tf::ACK) == (tf::SYN | tf::ACK);
+        let pkt_is_fwd = !synack;
+        let fwd_is_lo = if pkt_is_fwd { src_is_lo } else { !src_is_lo };
+        self.insert_flow(key, p, pkt_is_fwd, fwd_is_lo, 0, emit);
+    }
+
+    fn insert_flow(
+        &mut self,
+        key: FlowKey,
+        p: &PacketMeta,
+        pkt_is_fwd: bool,
+        fwd_is_lo: bool,
+        cumulative_us: i64,
+        emit: &mut impl FnMut(FlowRecord),
+    ) {
+        while self.map.len() >= self.cfg.max_flows.max(1) {
+            if !self.evict_oldest(emit) {
+                break;
+            }
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut state = FlowState::new(id, p, pkt_is_fwd, fwd_is_lo);
+        state.cumulative_us = cumulative_us;
+        self.expiry
+            .push_back((p.ts_us.saturating_add(self.cfg.flow_timeout_us), key, id));
+        self.map.insert(key, state);
+        self.stats.created += 1;
+        if self.expiry.len() > 2 * self.map.len() + 1024 {
+            // Drop bookkeeping of flows that ended otherwise (TCP reuse, ICMP, eviction).
+            let map = &self.map;
+            self.expiry
+                .retain(|(_, k, id)| map.get(k).is_some_and(|f| f.id == *id));
+        }
+    }
+
+    fn evict_oldest(&mut self, emit: &mut impl FnMut(FlowRecord)) -> bool {
+        while let Some((_, key, id)) = self.expiry.pop_front() {
+            if let Entry::Occupied(e) = self.map.entry(key)
+                && e.get().id == id
+            {
+                let old = e.remove();
+                self.finish(&old, EndReason::Evicted, emit);
+                return true;
+            }
+        }
+        false
+    }
+
+    fn remember_continuation(&mut self, key: FlowKey, f: &FlowState, now_us: i64) {
+        let cap = self.cfg.max_flows.max(1);
+        while self.continuations.len() >= cap {
+            match self.continuation_order.pop_front() {
+                Some((_, k)) => {
+                    self.continuations.remove(&k);
+                }
+                None => break,
+            }
+        }
+        let expires_us = now_us.saturating_add(self.cfg.flow_timeout_us);
+        self.continuations.insert(
+            key,
+            Continuation {
+                fwd_is_lo: f.fwd_is_lo,
+                cumulative_us: f.cumulative_us + (f.last_us - f.start_us),
+                last_us: f.last_us,
+                expires_us,
+            },
+        );
+        self.continuation_order.push_back((expires_us, key));
+    }
+}
