@@ -125,10 +125,10 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             }
         },
         &mut |r| {
-            if write_err.is_none() {
-                if let Err(e) = w.write(&r) {
-                    write_err = Some(e);
-                }
+            if write_err.is_none()
+                && let Err(e) = w.write(&r)
+            {
+                write_err = Some(e);
             }
         },
     )?;
