@@ -12,7 +12,11 @@ use flowsentry::pipeline;
 
 fn shared_pcaps() -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/pcaps");
-    assert!(p.is_dir(), "missing input: {} (the shared captures; see README)", p.display());
+    assert!(
+        p.is_dir(),
+        "missing input: {} (the shared captures; see README)",
+        p.display()
+    );
     p
 }
 
@@ -33,7 +37,11 @@ fn manifest(root: &Path) -> HashMap<String, u64> {
 fn every_shared_capture_is_read_without_panic_and_conserves_packets() {
     let root = shared_pcaps();
     let expected = manifest(&root);
-    assert!(expected.len() > 100, "MANIFEST.tsv lists {} captures", expected.len());
+    assert!(
+        expected.len() > 100,
+        "MANIFEST.tsv lists {} captures",
+        expected.len()
+    );
     let mut checked = 0;
     let mut report = Vec::new();
     for (rel, want_packets) in &expected {
@@ -48,19 +56,28 @@ fn every_shared_capture_is_read_without_panic_and_conserves_packets() {
             Ok(s) => {
                 let c = s.counters;
                 // Every decoded packet lands in exactly one flow.
-                assert_eq!(flow_packets as u64, c.decoded, "{rel}: packets in flows vs decoded");
+                assert_eq!(
+                    flow_packets as u64, c.decoded,
+                    "{rel}: packets in flows vs decoded"
+                );
                 assert_eq!(c.decoded + c.skipped.total(), c.frames, "{rel}");
                 if s.damaged.is_none() {
                     assert_eq!(c.frames, *want_packets, "{rel}: frames vs MANIFEST");
                 } else {
-                    assert!(c.frames <= *want_packets, "{rel}: more frames than the MANIFEST");
+                    assert!(
+                        c.frames <= *want_packets,
+                        "{rel}: more frames than the MANIFEST"
+                    );
                 }
                 report.push(format!("{rel}: {} frames, {} flows", c.frames, flows));
             }
             // Files libpcap cannot open at all (empty file, unsupported link type) must say so
             // with the file name.
             Err(e) => {
-                assert!(e.to_string().contains(rel.rsplit('/').next().unwrap()), "{e}");
+                assert!(
+                    e.to_string().contains(rel.rsplit('/').next().unwrap()),
+                    "{e}"
+                );
                 report.push(format!("{rel}: refused: {e}"));
             }
         }
@@ -75,9 +92,15 @@ fn every_shared_capture_is_read_without_panic_and_conserves_packets() {
 fn flood_memory_is_bounded_by_the_cap() {
     let root = shared_pcaps();
     let path = root.join("attack/stopddos__pkt.TCP.synflood.spoofed.pcap");
-    let cfg = FlowConfig { max_flows: 1000, ..FlowConfig::default() };
+    let cfg = FlowConfig {
+        max_flows: 1000,
+        ..FlowConfig::default()
+    };
     let mut flows = 0u64;
     let s = pipeline::run_file(&path, cfg, &mut |_, _| {}, &mut |_| flows += 1).unwrap();
     assert!(s.flows.evicted > 30_000, "evicted {}", s.flows.evicted);
-    assert_eq!(flows, s.flows.created, "every flow created is emitted exactly once");
+    assert_eq!(
+        flows, s.flows.created,
+        "every flow created is emitted exactly once"
+    );
 }

@@ -3,6 +3,7 @@
 //! the alert sinks.
 
 pub mod csv_out;
+pub mod dataset;
 pub mod schema;
 
 pub use schema::{Column, ColumnSet, FEATURES, Feature, FeatureDef, Kind, NUM_FEATURES};

@@ -1,0 +1,278 @@
+//! Reading labeled flow CSVs — flowsentry's own `flows` output, the original CIC-IDS2017 CSVs
+//! (leading spaces, duplicated `Fwd Header Length`, `Infinity`/`NaN`) and CICFlowMeter-4 /
+//! improved CIC-IDS2017 files — through the schema table. Feeds `train`, `score`, `evaluate`.
+
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use super::Feature;
+
+#[derive(Debug, Error)]
+pub enum DatasetError {
+    #[error("{path}: {source}")]
+    Csv { path: PathBuf, source: csv::Error },
+    #[error("{path}: the file is empty (no header line)")]
+    Empty { path: PathBuf },
+    #[error(
+        "{path}: missing column {column:?} (needed by the model/feature set); the header has {have} columns"
+    )]
+    MissingColumn {
+        path: PathBuf,
+        column: String,
+        have: usize,
+    },
+    #[error("{path}: no label column {column:?} in the header (use --label-column)")]
+    MissingLabel { path: PathBuf, column: String },
+    #[error("{path}:{line}: column {column:?}: {value:?} is not a number")]
+    NotNumeric {
+        path: PathBuf,
+        line: u64,
+        column: String,
+        value: String,
+    },
+    #[error("{path}: no data rows")]
+    NoRows { path: PathBuf },
+}
+
+/// Where each wanted feature sits in one file.
+#[derive(Clone, Debug)]
+pub struct Columns {
+    pub features: Vec<(Feature, usize)>,
+    pub label: Option<usize>,
+}
+
+/// Resolves `wanted` features (and the label) in a header. Duplicate columns (the original
+/// layout's second `Fwd Header Length`) resolve to the first.
+pub fn resolve(
+    path: &Path,
+    header: &csv::StringRecord,
+    wanted: &[Feature],
+    label: Option<&str>,
+) -> Result<Columns, DatasetError> {
+    let mut features = Vec::with_capacity(wanted.len());
+    for f in wanted {
+        let at = header
+            .iter()
+            .position(|h| Feature::from_name(h) == Some(*f));
+        match at {
+            Some(i) => features.push((*f, i)),
+            None => {
+                return Err(DatasetError::MissingColumn {
+                    path: path.into(),
+                    column: f.name().into(),
+                    have: header.len(),
+                });
+            }
+        }
+    }
+    let label = match label {
+        Some(l) => Some(
+            header
+                .iter()
+                .position(|h| h.trim().eq_ignore_ascii_case(l.trim()))
+                .ok_or_else(|| DatasetError::MissingLabel {
+                    path: path.into(),
+                    column: l.into(),
+                })?,
+        ),
+        None => None,
+    };
+    Ok(Columns { features, label })
+}
+
+/// Every schema feature present in a header (identifier numbers included), in schema order.
+pub fn features_in(header: &csv::StringRecord) -> Vec<Feature> {
+    let mut v: Vec<Feature> = header.iter().filter_map(Feature::from_name).collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Parses a cell: surrounding spaces ignored; `Infinity`, `-Infinity`, `NaN` accepted; an empty
+/// cell reads as NaN.
+pub fn parse_cell(s: &str) -> Option<f64> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Some(f64::NAN);
+    }
+    t.parse().ok()
+}
+
+/// Labeled rows: values in `features` order, row-major.
+#[derive(Clone, Debug, Default)]
+pub struct Dataset {
+    pub features: Vec<Feature>,
+    pub values: Vec<f64>,
+    pub labels: Vec<String>,
+    /// (file, rows read) for provenance.
+    pub files: Vec<(PathBuf, u64)>,
+}
+
+impl Dataset {
+    pub fn rows(&self) -> usize {
+        self.values
+            .len()
+            .checked_div(self.features.len())
+            .unwrap_or(0)
+    }
+    pub fn row(&self, i: usize) -> &[f64] {
+        let d = self.features.len();
+        &self.values[i * d..(i + 1) * d]
+    }
+}
+
+/// Opens a CSV reader that keeps surrounding spaces (they are part of the original names).
+pub fn reader(path: &Path) -> Result<csv::Reader<std::fs::File>, DatasetError> {
+    csv::ReaderBuilder::new()
+        .flexible(false)
+        .from_path(path)
+        .map_err(|e| DatasetError::Csv {
+            path: path.into(),
+            source: e,
+        })
+}
+
+/// Reads files into one dataset. `keep(label)` filters rows (e.g. benign only); a label column
+/// is required when `label` is given.
+pub fn read(
+    paths: &[PathBuf],
+    features: &[Feature],
+    label: Option<&str>,
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<Dataset, DatasetError> {
+    let mut ds = Dataset {
+        features: features.to_vec(),
+        ..Dataset::default()
+    };
+    for path in paths {
+        let mut rdr = reader(path)?;
+        let header = rdr
+            .headers()
+            .map_err(|e| DatasetError::Csv {
+                path: path.clone(),
+                source: e,
+            })?
+            .clone();
+        if header.is_empty() || (header.len() == 1 && header[0].trim().is_empty()) {
+            return Err(DatasetError::Empty { path: path.clone() });
+        }
+        let cols = resolve(path, &header, features, label)?;
+        let mut n = 0u64;
+        let mut rec = csv::StringRecord::new();
+        loop {
+            match rdr.read_record(&mut rec) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    return Err(DatasetError::Csv {
+                        path: path.clone(),
+                        source: e,
+                    });
+                }
+            }
+            let line = rec.position().map_or(0, |p| p.line());
+            let lab = cols.label.and_then(|i| rec.get(i)).unwrap_or("").trim();
+            if !keep(lab) {
+                continue;
+            }
+            for (f, i) in &cols.features {
+                let cell = rec.get(*i).unwrap_or("");
+                let v = parse_cell(cell).ok_or_else(|| DatasetError::NotNumeric {
+                    path: path.clone(),
+                    line,
+                    column: header.get(*i).unwrap_or(f.name()).trim().to_string(),
+                    value: cell.to_string(),
+                })?;
+                ds.values.push(v);
+            }
+            if label.is_some() {
+                ds.labels.push(lab.to_string());
+            }
+            n += 1;
+        }
+        if n == 0 && ds.rows() == 0 && paths.len() == 1 {
+            return Err(DatasetError::NoRows { path: path.clone() });
+        }
+        ds.files.push((path.clone(), n));
+    }
+    Ok(ds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        f
+    }
+
+    #[test]
+    fn reads_the_original_layout() {
+        let f = file(
+            " Destination Port, Flow Duration,Flow Bytes/s, Fwd Header Length, Fwd Header Length, Label\n80,10,Infinity,20,20,BENIGN\n443, 7 ,NaN,40,40,DoS Hulk\n",
+        );
+        let feats = [
+            Feature::DstPort,
+            Feature::FlowDuration,
+            Feature::FlowBytesPerSec,
+            Feature::FwdHeaderLength,
+        ];
+        let ds = read(&[f.path().into()], &feats, Some("Label"), &|_| true).unwrap();
+        assert_eq!(ds.rows(), 2);
+        assert_eq!(ds.row(1)[..2], [443.0, 7.0]);
+        assert!(ds.row(0)[2].is_infinite() && ds.row(1)[2].is_nan());
+        assert_eq!(ds.labels, ["BENIGN", "DoS Hulk"]);
+        let benign = read(&[f.path().into()], &feats, Some("Label"), &|l| {
+            l == "BENIGN"
+        })
+        .unwrap();
+        assert_eq!(benign.rows(), 1);
+    }
+
+    #[test]
+    fn errors_name_file_line_and_column() {
+        let f = file("Flow Duration,Label\n10,BENIGN\nabc,BENIGN\n");
+        let e = read(
+            &[f.path().into()],
+            &[Feature::FlowDuration],
+            Some("Label"),
+            &|_| true,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains(":3:") && e.contains("Flow Duration") && e.contains("abc"),
+            "{e}"
+        );
+        let e = read(&[f.path().into()], &[Feature::IdleMax], None, &|_| true)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("missing column") && e.contains("Idle Max"),
+            "{e}"
+        );
+        let e = read(
+            &[f.path().into()],
+            &[Feature::FlowDuration],
+            Some("Class"),
+            &|_| true,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("Class"), "{e}");
+        let empty = file("");
+        assert!(
+            read(
+                &[empty.path().into()],
+                &[Feature::FlowDuration],
+                None,
+                &|_| true
+            )
+            .is_err()
+        );
+    }
+}
