@@ -2,6 +2,7 @@
 //! full validation into flat arrays ([`Model`]), scikit-learn-exact scoring, and training
 //! ([`train`]). A finished [`FlowRecord`] goes in; an anomaly score in (0, 1] comes out.
 
+pub mod sets;
 pub mod train;
 
 use std::path::{Path, PathBuf};
