@@ -15,8 +15,8 @@ use sha2::{Digest, Sha256};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum TransformArg {
-    None,
     #[default]
+    None,
     Log1p,
 }
 
@@ -31,11 +31,11 @@ pub struct Args {
     /// Comma-separated feature names (either spelling); overrides --feature-set.
     #[arg(long)]
     pub features: Option<String>,
-    /// Named feature set: default, cic2017, cic2017+port, all.
+    /// Named feature set: default (= cic2017), cic2017, cic2017-nonzero, cic2017+port, all.
     #[arg(long, default_value = "default")]
     pub feature_set: String,
     /// Input transform for every feature.
-    #[arg(long, value_enum, default_value_t = TransformArg::Log1p)]
+    #[arg(long, value_enum, default_value_t = TransformArg::None)]
     pub transform: TransformArg,
     #[arg(long, default_value_t = 100)]
     pub trees: usize,
