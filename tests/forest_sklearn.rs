@@ -1,0 +1,33 @@
+//! A forest fitted and exported by scikit-learn 1.5.2 (tests/parity/sklearn_parity.py --fixture)
+//! scores every row exactly as scikit-learn's `-score_samples` did.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+
+use flowsentry::forest::Model;
+
+#[test]
+fn scores_equal_sklearn_score_samples() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let model = Model::load(&dir.join("sklearn_small_model.json")).unwrap();
+    assert_eq!(model.trees(), 10);
+    let mut rdr = csv::Reader::from_path(dir.join("sklearn_small_scores.csv")).unwrap();
+    let mut rows = 0;
+    for rec in rdr.records() {
+        let rec = rec.unwrap();
+        let vals: Vec<f64> = rec.iter().map(|c| c.parse().unwrap()).collect();
+        let (x, want) = vals.split_at(vals.len() - 1);
+        let got = model.score_values(x);
+        assert!((got - want[0]).abs() <= 1e-12, "row {rows}: ours {got} sklearn {}", want[0]);
+        rows += 1;
+    }
+    assert_eq!(rows, 200);
+}
+
+#[test]
+fn shipped_model_loads_and_uses_schema_features() {
+    let m = Model::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("model/forest.json")).unwrap();
+    assert_eq!(m.trees(), 100);
+    assert_eq!(m.features().len(), 76);
+    assert!(m.threshold() > 0.0 && m.threshold() < 1.0);
+}
