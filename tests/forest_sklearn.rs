@@ -18,7 +18,11 @@ fn scores_equal_sklearn_score_samples() {
         let vals: Vec<f64> = rec.iter().map(|c| c.parse().unwrap()).collect();
         let (x, want) = vals.split_at(vals.len() - 1);
         let got = model.score_values(x);
-        assert!((got - want[0]).abs() <= 1e-12, "row {rows}: ours {got} sklearn {}", want[0]);
+        assert!(
+            (got - want[0]).abs() <= 1e-12,
+            "row {rows}: ours {got} sklearn {}",
+            want[0]
+        );
         rows += 1;
     }
     assert_eq!(rows, 200);

@@ -45,13 +45,14 @@ impl Transform {
 /// Makes a raw feature value usable: NaN → 0, ±Infinity → ±f32::MAX (the CIC-IDS2017 CSVs hold
 /// `NaN` and `Infinity` in the rate columns). The same rule is applied in training, scoring and
 /// the scikit-learn parity script.
+#[inline]
 pub fn clean(x: f64) -> f64 {
-    if x.is_nan() {
-        0.0
-    } else if x.is_infinite() {
-        f64::from(f32::MAX).copysign(x)
-    } else {
+    if x.is_finite() {
         x
+    } else if x.is_nan() {
+        0.0
+    } else {
+        f64::from(f32::MAX).copysign(x)
     }
 }
 
@@ -133,16 +134,17 @@ pub enum ModelError {
     },
 }
 
-/// Flat node: `feature == LEAF` marks a leaf whose `value` is depth + c(n_samples).
+/// Flat node, 12 bytes. Children are adjacent (`right = left + 1`). `threshold` is the largest
+/// f32 not above the f64 threshold, so `x <= threshold` gives the same answer as scikit-learn's
+/// float32-input-against-float64-threshold test for every f32 `x`. A leaf points to itself
+/// (`left` = its own index, threshold +∞, so walking on stays put) and keeps its path length
+/// (depth + c(n_samples)) in `leaf_values` at its own index.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Node {
+    threshold: f32,
     feature: u16,
     left: u32,
-    right: u32,
-    value: f64,
 }
-
-const LEAF: u16 = u16::MAX;
 
 /// A validated model, ready to score: every tree's nodes in one flat array.
 #[derive(Clone, Debug)]
@@ -150,7 +152,13 @@ pub struct Model {
     file: ModelFile,
     features: Vec<Feature>,
     nodes: Vec<Node>,
+    /// Path length at each leaf, indexed like `nodes` (unused at internal nodes).
+    leaf_values: Vec<f64>,
     roots: Vec<u32>,
+    /// Deepest leaf over all trees.
+    depth: usize,
+    /// Every transform is `None`.
+    plain: bool,
     /// c(max_samples) · number of trees.
     denominator: f64,
 }
@@ -245,19 +253,25 @@ impl Model {
             ));
         }
         let mut nodes = Vec::with_capacity(total);
+        let mut leaf_values = Vec::with_capacity(total);
         let mut roots = Vec::with_capacity(file.trees.len());
+        let mut depth = 0;
         for (t, tree) in file.trees.iter().enumerate() {
-            let base = nodes.len();
-            roots.push(base as u32);
-            flatten_tree(tree, features.len(), base, &mut nodes)
+            roots.push(nodes.len() as u32);
+            let d = flatten_tree(tree, features.len(), &mut nodes, &mut leaf_values)
                 .map_err(|m| format!("tree {t}: {m}"))?;
+            depth = depth.max(d);
         }
         let denominator = average_path_length(file.max_samples as f64) * file.trees.len() as f64;
+        let file_plain = file.transforms.iter().all(|t| *t == Transform::None);
         Ok(Model {
             file,
             features,
             nodes,
+            leaf_values,
             roots,
+            depth,
+            plain: file_plain,
             denominator,
         })
     }
@@ -286,27 +300,68 @@ impl Model {
         self.roots.len()
     }
 
-    /// The model's inputs for one flow: cleaned, transformed, in model order.
+    /// The model's input for one raw value of feature `i`: cleaned, transformed, as f32
+    /// (scikit-learn scores float32 inputs).
+    #[inline]
     fn input(&self, i: usize, raw: f64) -> f32 {
-        let x = self.file.transforms[i].apply(clean(raw));
-        x as f32
+        let x = clean(raw);
+        if self.plain {
+            x as f32
+        } else {
+            self.file.transforms[i].apply(x) as f32
+        }
     }
 
-    /// Anomaly score of a feature vector in model order (already cleaned and transformed is
-    /// not required: raw values). Equals −`score_samples` of scikit-learn; in (0, 1].
+    /// Anomaly score of raw feature values in model order. Equals −`score_samples` of
+    /// scikit-learn; in (0, 1].
     pub fn score_values(&self, raw: &[f64]) -> f64 {
-        let mut total = 0.0;
-        for &root in &self.roots {
-            total += self.path_length(root, |f| self.input(f, raw.get(f).copied().unwrap_or(0.0)));
+        let mut x = [0f32; NUM_FEATURES];
+        for (i, v) in x.iter_mut().enumerate().take(self.features.len()) {
+            *v = self.input(i, raw.get(i).copied().unwrap_or(0.0));
         }
-        (-total / self.denominator).exp2()
+        self.score_inputs(&x)
     }
 
     /// Anomaly score of a finished flow. No allocation.
     pub fn score(&self, r: &FlowRecord) -> f64 {
+        let mut x = [0f32; NUM_FEATURES];
+        for (i, (v, f)) in x.iter_mut().zip(&self.features).enumerate() {
+            *v = self.input(i, r.get(*f));
+        }
+        self.score_inputs(&x)
+    }
+
+    fn score_inputs(&self, x: &[f32; NUM_FEATURES]) -> f64 {
+        // Walk LANES trees at once: the node loads of different trees do not depend on each
+        // other, so the CPU overlaps them. Leaf values are added in tree order (the same sum as
+        // one tree after another).
+        const LANES: usize = 8;
         let mut total = 0.0;
-        for &root in &self.roots {
-            total += self.path_length(root, |f| self.input(f, r.get(self.features[f])));
+        let mut chunks = self.roots.chunks_exact(LANES);
+        for c in &mut chunks {
+            let mut at = [0usize; LANES];
+            for (a, r) in at.iter_mut().zip(c) {
+                *a = *r as usize;
+            }
+            loop {
+                let mut moving = false;
+                for a in at.iter_mut() {
+                    let n = self.nodes[*a];
+                    if n.left as usize != *a {
+                        *a = n.left as usize + usize::from(x[usize::from(n.feature)] > n.threshold);
+                        moving = true;
+                    }
+                }
+                if !moving {
+                    break;
+                }
+            }
+            for a in at {
+                total += self.leaf_values[a];
+            }
+        }
+        for &root in chunks.remainder() {
+            total += self.path_length(root, x);
         }
         (-total / self.denominator).exp2()
     }
@@ -315,19 +370,15 @@ impl Model {
         score > self.file.threshold
     }
 
-    fn path_length(&self, root: u32, x: impl Fn(usize) -> f32) -> f64 {
+    #[inline]
+    fn path_length(&self, root: u32, x: &[f32; NUM_FEATURES]) -> f64 {
         let mut i = root as usize;
         loop {
             let n = self.nodes[i];
-            if n.feature == LEAF {
-                return n.value;
+            if n.left as usize == i {
+                return self.leaf_values[i];
             }
-            // scikit-learn compares float32 inputs against float64 thresholds.
-            i = if f64::from(x(usize::from(n.feature))) <= n.value {
-                n.left as usize
-            } else {
-                n.right as usize
-            };
+            i = n.left as usize + usize::from(x[usize::from(n.feature)] > n.threshold);
         }
     }
 
@@ -340,18 +391,14 @@ impl Model {
             let mut depth = 0.0;
             loop {
                 let n = self.nodes[i];
-                if n.feature == LEAF {
+                if n.left as usize == i {
                     break;
                 }
                 let f = usize::from(n.feature);
                 w[f] += 1.0 / (depth + 1.0);
                 depth += 1.0;
                 let x = self.input(f, r.get(self.features[f]));
-                i = if f64::from(x) <= n.value {
-                    n.left as usize
-                } else {
-                    n.right as usize
-                };
+                i = n.left as usize + usize::from(x > n.threshold);
             }
         }
         let sum: f64 = w.iter().sum::<f64>().max(f64::MIN_POSITIVE);
@@ -374,12 +421,21 @@ fn idx(v: i64, len: usize, what: &str, at: usize) -> Result<usize, String> {
         .ok_or_else(|| format!("node {at}: {what} {v} out of range"))
 }
 
+/// The largest f32 that is not above `t`: for every f32 `x`, `x <= t` (compared in f64) equals
+/// `x <= f32_floor(t)`.
+fn f32_floor(t: f64) -> f32 {
+    let f = t as f32;
+    if f64::from(f) > t { f.next_down() } else { f }
+}
+
+/// Validates one tree and appends it in breadth-first order with adjacent children. Returns
+/// the depth of its deepest leaf.
 fn flatten_tree(
     t: &TreeFile,
     n_features: usize,
-    base: usize,
     out: &mut Vec<Node>,
-) -> Result<(), String> {
+    leaf_values: &mut Vec<f64>,
+) -> Result<usize, String> {
     let n = t.feature.len();
     if n == 0 || n > MAX_NODES_PER_TREE {
         return Err(format!("{n} nodes; expected 1 to {MAX_NODES_PER_TREE}"));
@@ -395,64 +451,70 @@ fn flatten_tree(
     {
         return Err("node arrays differ in length".into());
     }
+    let blank = Node {
+        threshold: f32::INFINITY,
+        feature: 0,
+        left: 0,
+    };
     let start = out.len();
-    out.resize(
-        start + n,
-        Node {
-            feature: LEAF,
-            left: 0,
-            right: 0,
-            value: 0.0,
-        },
-    );
+    out.push(blank);
+    leaf_values.push(0.0);
     let mut seen = vec![false; n];
-    let mut stack = vec![(0usize, 0usize)];
     seen[0] = true;
-    while let Some((i, depth)) = stack.pop() {
+    // (index in the file, index in `out`, depth)
+    let mut queue = std::collections::VecDeque::from([(0usize, start, 0usize)]);
+    let (mut placed, mut max_depth) = (1usize, 0usize);
+    while let Some((i, at, depth)) = queue.pop_front() {
         if depth > MAX_DEPTH {
             return Err(format!("depth over {MAX_DEPTH}"));
         }
-        let node = if t.left[i] == -1 {
+        max_depth = max_depth.max(depth);
+        if t.left[i] == -1 {
             if t.right[i] != -1 {
                 return Err(format!("node {i}: leaf with a right child"));
             }
-            let value = depth as f64 + average_path_length(t.n_samples[i] as f64);
-            Node {
-                feature: LEAF,
-                left: 0,
-                right: 0,
-                value,
+            out[at] = Node {
+                threshold: f32::INFINITY,
+                feature: 0,
+                left: at as u32,
+            };
+            leaf_values[at] = depth as f64 + average_path_length(t.n_samples[i] as f64);
+            continue;
+        }
+        let l = idx(t.left[i], n, "left child", i)?;
+        let r = idx(t.right[i], n, "right child", i)?;
+        let f = idx(t.feature[i], n_features, "feature", i)?;
+        if !t.threshold[i].is_finite() {
+            return Err(format!(
+                "node {i}: threshold {} is not finite",
+                t.threshold[i]
+            ));
+        }
+        for c in [l, r] {
+            if seen[c] {
+                return Err(format!("node {c} is reached twice (cycle or shared node)"));
             }
-        } else {
-            let l = idx(t.left[i], n, "left child", i)?;
-            let r = idx(t.right[i], n, "right child", i)?;
-            let f = idx(t.feature[i], n_features, "feature", i)?;
-            if !t.threshold[i].is_finite() {
-                return Err(format!(
-                    "node {i}: threshold {} is not finite",
-                    t.threshold[i]
-                ));
-            }
-            for c in [l, r] {
-                if seen[c] {
-                    return Err(format!("node {c} is reached twice (cycle or shared node)"));
-                }
-                seen[c] = true;
-                stack.push((c, depth + 1));
-            }
-            Node {
-                feature: f as u16,
-                left: (base + l) as u32,
-                right: (base + r) as u32,
-                value: t.threshold[i],
-            }
+            seen[c] = true;
+        }
+        let left_at = out.len();
+        out.extend([blank, blank]);
+        leaf_values.extend([0.0, 0.0]);
+        placed += 2;
+        out[at] = Node {
+            threshold: f32_floor(t.threshold[i]),
+            feature: f as u16,
+            left: left_at as u32,
         };
-        out[start + i] = node;
+        queue.push_back((l, left_at, depth + 1));
+        queue.push_back((r, left_at + 1, depth + 1));
     }
-    if let Some(i) = seen.iter().position(|s| !s) {
-        return Err(format!("node {i} is not reachable from the root"));
+    if placed != n {
+        return Err(format!(
+            "{} of {n} nodes are not reachable from the root",
+            n - placed
+        ));
     }
-    Ok(())
+    Ok(max_depth)
 }
 
 #[cfg(test)]
@@ -476,6 +538,23 @@ mod tests {
                 n_samples: vec![4, 3, 1],
             }],
             provenance: Provenance::default(),
+        }
+    }
+
+    #[test]
+    fn f32_floor_preserves_the_comparison() {
+        for t in [10.0, 0.1, -0.1, 1e-40, 3.4e38, 1e39, -1e39, 12345.678901234] {
+            let t32 = f32_floor(t);
+            for x in [
+                t as f32,
+                (t as f32).next_up(),
+                (t as f32).next_down(),
+                0.0,
+                f32::MAX,
+                -f32::MAX,
+            ] {
+                assert_eq!(f64::from(x) <= t, x <= t32, "t {t} x {x}");
+            }
         }
     }
 
