@@ -155,8 +155,6 @@ pub struct Model {
     /// Path length at each leaf, indexed like `nodes` (unused at internal nodes).
     leaf_values: Vec<f64>,
     roots: Vec<u32>,
-    /// Deepest leaf over all trees.
-    depth: usize,
     /// Every transform is `None`.
     plain: bool,
     /// c(max_samples) · number of trees.
@@ -255,12 +253,10 @@ impl Model {
         let mut nodes = Vec::with_capacity(total);
         let mut leaf_values = Vec::with_capacity(total);
         let mut roots = Vec::with_capacity(file.trees.len());
-        let mut depth = 0;
         for (t, tree) in file.trees.iter().enumerate() {
             roots.push(nodes.len() as u32);
-            let d = flatten_tree(tree, features.len(), &mut nodes, &mut leaf_values)
+            flatten_tree(tree, features.len(), &mut nodes, &mut leaf_values)
                 .map_err(|m| format!("tree {t}: {m}"))?;
-            depth = depth.max(d);
         }
         let denominator = average_path_length(file.max_samples as f64) * file.trees.len() as f64;
         let file_plain = file.transforms.iter().all(|t| *t == Transform::None);
@@ -270,7 +266,6 @@ impl Model {
             nodes,
             leaf_values,
             roots,
-            depth,
             plain: file_plain,
             denominator,
         })
