@@ -1,1 +1,541 @@
-//! The daemon's TOML configuration: serde schema, defaults, validation with file:line:col errors.
+//! The daemon's TOML configuration: the serde schema (unknown keys are errors), defaults, and
+//! validation into typed values. Parse errors name the file, line and column; validation
+//! collects every problem and reports them together. `check-config`, `run` and `replay` all load
+//! through [`load`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::flow::{Compat, FlowConfig};
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read config: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {msg}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        msg: String,
+    },
+    #[error("{path}: invalid configuration:\n{}", problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
+}
+
+fn d_true() -> bool {
+    true
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub sensor: SensorSection,
+    pub capture: CaptureSection,
+    pub flow: FlowSection,
+    pub model: ModelSection,
+    pub alerts: AlertsSection,
+    pub logging: LoggingSection,
+    pub stats: StatsSection,
+    pub http: HttpSection,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SensorSection {
+    /// Name written into every alert (`sensor`).
+    pub name: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaptureSection {
+    pub interface: String,
+    #[serde(default = "d_true")]
+    pub promiscuous: bool,
+    pub snaplen: i32,
+    pub bpf_filter: String,
+    pub buffer_size_mb: u32,
+    #[serde(default = "d_true")]
+    pub immediate_mode: bool,
+    pub timeout_ms: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlowSection {
+    pub flow_timeout_s: f64,
+    pub activity_timeout_s: f64,
+    pub max_flows: usize,
+    pub compat: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelSection {
+    /// Relative paths are taken from the config file's folder.
+    pub path: PathBuf,
+    /// Overrides the model's own alert threshold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsSection {
+    /// Also emit an `event_type: "flow"` record for every scored flow.
+    pub flow_events: bool,
+    /// Alerts waiting per sink before new ones are dropped (and counted).
+    pub queue_size: usize,
+    /// Features listed in each alert's `top_features`.
+    pub top_features: usize,
+    pub sinks: Vec<SinkConfig>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum SinkConfig {
+    Json(JsonSinkConfig),
+    Stdout(StdoutSinkConfig),
+    Syslog(SyslogSinkConfig),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonSinkConfig {
+    pub path: PathBuf,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdoutSinkConfig {}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyslogSinkConfig {
+    /// unix, udp or tcp.
+    #[serde(default = "d_unix")]
+    pub transport: String,
+    /// Socket path (unix) or host:port (udp, tcp). Default /dev/log.
+    #[serde(default = "d_dev_log")]
+    pub address: String,
+    /// rfc5424 or rfc3164.
+    #[serde(default = "d_5424")]
+    pub format: String,
+    #[serde(default = "d_facility")]
+    pub facility: String,
+    #[serde(default = "d_app")]
+    pub app_name: String,
+    /// json (the alert object) or kv (key=value summary).
+    #[serde(default = "d_kv")]
+    pub message: String,
+}
+
+fn d_unix() -> String {
+    "unix".into()
+}
+fn d_dev_log() -> String {
+    "/dev/log".into()
+}
+fn d_5424() -> String {
+    "rfc5424".into()
+}
+fn d_facility() -> String {
+    "local0".into()
+}
+fn d_app() -> String {
+    "flowsentry".into()
+}
+fn d_kv() -> String {
+    "kv".into()
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingSection {
+    /// error, warn, info, debug, trace (or a tracing filter such as `flowsentry=debug`).
+    pub level: String,
+    /// plain or json.
+    pub format: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatsSection {
+    /// Seconds between stats lines; 0 turns them off.
+    pub interval_s: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    pub enabled: bool,
+    pub listen: String,
+}
+
+impl Default for SensorSection {
+    fn default() -> Self {
+        SensorSection {
+            name: "flowsentry".into(),
+        }
+    }
+}
+impl Default for CaptureSection {
+    fn default() -> Self {
+        CaptureSection {
+            interface: "eth0".into(),
+            promiscuous: true,
+            snaplen: 262_144,
+            bpf_filter: String::new(),
+            buffer_size_mb: 64,
+            immediate_mode: true,
+            timeout_ms: 250,
+        }
+    }
+}
+impl Default for FlowSection {
+    fn default() -> Self {
+        FlowSection {
+            flow_timeout_s: 120.0,
+            activity_timeout_s: 5.0,
+            max_flows: crate::flow::MAX_FLOWS,
+            compat: "corrected".into(),
+        }
+    }
+}
+impl Default for ModelSection {
+    fn default() -> Self {
+        ModelSection {
+            path: PathBuf::from("../model/forest.json"),
+            threshold: None,
+        }
+    }
+}
+impl Default for AlertsSection {
+    fn default() -> Self {
+        AlertsSection {
+            flow_events: false,
+            queue_size: 10_000,
+            top_features: 5,
+            sinks: vec![SinkConfig::Stdout(StdoutSinkConfig {})],
+        }
+    }
+}
+impl Default for LoggingSection {
+    fn default() -> Self {
+        LoggingSection {
+            level: "info".into(),
+            format: "plain".into(),
+        }
+    }
+}
+impl Default for StatsSection {
+    fn default() -> Self {
+        StatsSection { interval_s: 60 }
+    }
+}
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection {
+            enabled: false,
+            listen: "127.0.0.1:9108".into(),
+        }
+    }
+}
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            sensor: SensorSection::default(),
+            capture: CaptureSection::default(),
+            flow: FlowSection::default(),
+            model: ModelSection::default(),
+            alerts: AlertsSection::default(),
+            logging: LoggingSection::default(),
+            stats: StatsSection::default(),
+            http: HttpSection::default(),
+        }
+    }
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// Parses TOML text. `path` is used in messages and to resolve relative paths.
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let mut cfg: Config = toml::from_str(text).map_err(|e| {
+        let (line, column) = e.span().map_or((1, 1), |s| line_col(text, s.start));
+        ConfigError::Parse {
+            path: path.into(),
+            line,
+            column,
+            msg: e.message().to_string(),
+        }
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let resolve = |p: &mut PathBuf| {
+        if p.is_relative() {
+            *p = base.join(&*p);
+        }
+    };
+    resolve(&mut cfg.model.path);
+    for s in cfg.alerts.sinks.iter_mut() {
+        if let SinkConfig::Json(j) = s {
+            resolve(&mut j.path);
+        }
+    }
+    let problems = cfg.problems();
+    if !problems.is_empty() {
+        return Err(ConfigError::Invalid {
+            path: path.into(),
+            problems,
+        });
+    }
+    Ok(cfg)
+}
+
+/// Reads and validates a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+        path: path.into(),
+        source: e,
+    })?;
+    parse(&text, path)
+}
+
+/// The shipped reference config, next to the binary's source tree or installed system-wide.
+pub fn default_path() -> PathBuf {
+    let installed = PathBuf::from("/etc/flowsentry/flowsentry.toml");
+    if installed.exists() {
+        return installed;
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("config/flowsentry.toml")
+}
+
+const SINK_TRANSPORTS: [&str; 3] = ["unix", "udp", "tcp"];
+
+impl Config {
+    /// Every problem, in a stable order (empty when valid).
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        let f = &self.flow;
+        if !(f.flow_timeout_s.is_finite() && f.flow_timeout_s > 0.0) {
+            p.push(format!(
+                "flow.flow_timeout_s must be a positive number of seconds, got {}",
+                f.flow_timeout_s
+            ));
+        }
+        if !(f.activity_timeout_s.is_finite() && f.activity_timeout_s > 0.0) {
+            p.push(format!(
+                "flow.activity_timeout_s must be a positive number of seconds, got {}",
+                f.activity_timeout_s
+            ));
+        }
+        if f.max_flows == 0 {
+            p.push("flow.max_flows must be at least 1".into());
+        }
+        if !matches!(f.compat.as_str(), "corrected" | "cic2017") {
+            p.push(format!(
+                "flow.compat must be \"corrected\" or \"cic2017\", got {:?}",
+                f.compat
+            ));
+        }
+        let c = &self.capture;
+        if c.interface.trim().is_empty() {
+            p.push("capture.interface must name an interface".into());
+        }
+        if !(64..=262_144).contains(&c.snaplen) {
+            p.push(format!(
+                "capture.snaplen must be 64..=262144, got {}",
+                c.snaplen
+            ));
+        }
+        if c.buffer_size_mb == 0 || c.buffer_size_mb > 2048 {
+            p.push(format!(
+                "capture.buffer_size_mb must be 1..=2048, got {}",
+                c.buffer_size_mb
+            ));
+        }
+        if c.timeout_ms == 0 || c.timeout_ms > 10_000 {
+            p.push(format!(
+                "capture.timeout_ms must be 1..=10000, got {}",
+                c.timeout_ms
+            ));
+        }
+        if let Some(t) = self.model.threshold
+            && !(t.is_finite() && t > 0.0 && t < 1.0)
+        {
+            p.push(format!("model.threshold must be in (0, 1), got {t}"));
+        }
+        let a = &self.alerts;
+        if a.queue_size == 0 {
+            p.push("alerts.queue_size must be at least 1".into());
+        }
+        if a.sinks.is_empty() {
+            p.push("alerts.sinks: at least one sink is needed".into());
+        }
+        for (i, s) in a.sinks.iter().enumerate() {
+            if let SinkConfig::Syslog(s) = s {
+                if !SINK_TRANSPORTS.contains(&s.transport.as_str()) {
+                    p.push(format!(
+                        "alerts.sinks[{i}].transport must be unix, udp or tcp, got {:?}",
+                        s.transport
+                    ));
+                }
+                if !matches!(s.format.as_str(), "rfc5424" | "rfc3164") {
+                    p.push(format!(
+                        "alerts.sinks[{i}].format must be rfc5424 or rfc3164, got {:?}",
+                        s.format
+                    ));
+                }
+                if s.facility.parse::<syslog::Facility>().is_err() {
+                    p.push(format!("alerts.sinks[{i}].facility {:?} is not a syslog facility (e.g. local0, daemon)", s.facility));
+                }
+                if !matches!(s.message.as_str(), "json" | "kv") {
+                    p.push(format!(
+                        "alerts.sinks[{i}].message must be json or kv, got {:?}",
+                        s.message
+                    ));
+                }
+                if s.transport != "unix" && s.address.parse::<SocketAddr>().is_err() {
+                    p.push(format!(
+                        "alerts.sinks[{i}].address must be host:port for {}, got {:?}",
+                        s.transport, s.address
+                    ));
+                }
+            }
+        }
+        if !matches!(self.logging.format.as_str(), "plain" | "json") {
+            p.push(format!(
+                "logging.format must be plain or json, got {:?}",
+                self.logging.format
+            ));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.logging.level).is_err() {
+            p.push(format!(
+                "logging.level {:?} is not a level or tracing filter",
+                self.logging.level
+            ));
+        }
+        if self.http.enabled && self.http.listen.parse::<SocketAddr>().is_err() {
+            p.push(format!(
+                "http.listen must be an address:port, got {:?}",
+                self.http.listen
+            ));
+        }
+        p
+    }
+
+    /// Flow table settings.
+    pub fn flow_config(&self) -> FlowConfig {
+        FlowConfig {
+            flow_timeout_us: (self.flow.flow_timeout_s * 1e6).round() as i64,
+            activity_timeout_us: (self.flow.activity_timeout_s * 1e6).round() as i64,
+            max_flows: self.flow.max_flows,
+            compat: if self.flow.compat == "cic2017" {
+                Compat::Cic2017
+            } else {
+                Compat::Corrected
+            },
+        }
+    }
+
+    /// The effective config as TOML (what `check-config` prints).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p() -> PathBuf {
+        PathBuf::from("/etc/flowsentry/test.toml")
+    }
+
+    #[test]
+    fn defaults_and_relative_paths() {
+        let c = parse(
+            "[flow]\nmax_flows = 10\n[[alerts.sinks]]\ntype = \"json\"\npath = \"alerts.json\"\n",
+            &p(),
+        )
+        .unwrap();
+        assert_eq!(c.flow.max_flows, 10);
+        assert_eq!(c.flow.flow_timeout_s, 120.0);
+        assert_eq!(
+            c.model.path,
+            PathBuf::from("/etc/flowsentry/../model/forest.json")
+        );
+        assert_eq!(
+            c.alerts.sinks,
+            [SinkConfig::Json(JsonSinkConfig {
+                path: "/etc/flowsentry/alerts.json".into()
+            })]
+        );
+        assert_eq!(c.flow_config().flow_timeout_us, 120_000_000);
+    }
+
+    #[test]
+    fn unknown_key_has_line_and_column() {
+        let e = parse("[flow]\nmax_flows = 10\n  flow_timout_s = 3\n", &p())
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("/etc/flowsentry/test.toml:3:3:"), "{e}");
+        assert!(e.contains("flow_timout_s"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_has_line_and_column() {
+        let e = parse("[capture]\nsnaplen = \"big\"\n", &p())
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("/etc/flowsentry/test.toml:2:11:"), "{e}");
+    }
+
+    #[test]
+    fn unknown_sink_key_is_an_error() {
+        let e = parse("[[alerts.sinks]]\ntype = \"stdout\"\ncolour = true\n", &p())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(":1:") || e.contains(":2:") || e.contains(":3:"),
+            "{e}"
+        );
+        assert!(e.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_together() {
+        let e = parse(
+            "[flow]\nflow_timeout_s = -1\ncompat = \"java\"\n[capture]\nsnaplen = 10\n[[alerts.sinks]]\ntype = \"syslog\"\ntransport = \"udp\"\naddress = \"nowhere\"\nfacility = \"kitchen\"\n",
+            &p(),
+        )
+        .unwrap_err();
+        let ConfigError::Invalid { problems, .. } = &e else {
+            panic!("{e}")
+        };
+        assert_eq!(problems.len(), 5, "{problems:#?}");
+    }
+
+    #[test]
+    fn shipped_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/flowsentry.toml");
+        let c = load(&path).unwrap();
+        assert!(c.model.path.ends_with("model/forest.json"));
+        assert!(c.model.path.exists(), "{}", c.model.path.display());
+    }
+}
