@@ -36,7 +36,7 @@ fn d_true() -> bool {
     true
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub sensor: SensorSection,
@@ -251,21 +251,6 @@ impl Default for HttpSection {
         }
     }
 }
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            sensor: SensorSection::default(),
-            capture: CaptureSection::default(),
-            flow: FlowSection::default(),
-            model: ModelSection::default(),
-            alerts: AlertsSection::default(),
-            logging: LoggingSection::default(),
-            stats: StatsSection::default(),
-            http: HttpSection::default(),
-        }
-    }
-}
-
 /// 1-based line and column of a byte offset.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
