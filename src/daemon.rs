@@ -1,1 +1,518 @@
-//! Wiring for `run` and `replay`: capture thread, flow table, scorer, sinks, signals, stats.
+//! Wiring for `run` (live) and `replay` (file): capture → decode → flow ([`crate::pipeline`]) on
+//! one thread, each finished flow scored ([`Scorer`]) and alerts handed to the sinks' bounded
+//! queues ([`crate::alert::dispatch`]). Tokio runs the I/O side: signals (SIGTERM/SIGINT stop,
+//! SIGHUP reloads), and the optional HTTP endpoint. systemd readiness, status and watchdog.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use thiserror::Error;
+
+use crate::alert::dispatch::Dispatcher;
+use crate::alert::json::JsonSink;
+use crate::alert::stdout::StdoutSink;
+use crate::alert::syslog::SyslogSink;
+use crate::alert::{Alert, Origin, Sink, SinkError};
+use crate::capture::{CaptureError, FileSource, LiveOptions, LiveSource, Next};
+use crate::config::{Config, ConfigError, SinkConfig};
+use crate::features::{Feature, FlowRecord};
+use crate::forest::{Model, ModelError};
+use crate::pipeline::{PacketCounters, Pipeline};
+
+#[derive(Debug, Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The scoring half: model, threshold, what to emit.
+pub struct Scorer {
+    pub model: Arc<Model>,
+    pub threshold: f64,
+    pub top_features: usize,
+    pub flow_events: bool,
+    pub origin: Origin,
+}
+
+impl Scorer {
+    pub fn new(cfg: &Config, iface: &str) -> Result<Scorer, DaemonError> {
+        let model = Model::load(&cfg.model.path)?;
+        let threshold = cfg.model.threshold.unwrap_or(model.threshold());
+        Ok(Scorer {
+            origin: Origin {
+                sensor: cfg.sensor.name.clone(),
+                in_iface: iface.to_string(),
+                model: cfg
+                    .model
+                    .path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            },
+            model: Arc::new(model),
+            threshold,
+            top_features: cfg.alerts.top_features,
+            flow_events: cfg.alerts.flow_events,
+        })
+    }
+
+    /// Scores a flow; returns the event to send, if any.
+    pub fn judge(&self, r: &FlowRecord, c: &Counters) -> Option<Alert> {
+        let s = self.model.score(r);
+        c.scored.fetch_add(1, Ordering::Relaxed);
+        if s > self.threshold {
+            c.alerts.fetch_add(1, Ordering::Relaxed);
+            let top = self.model.top_features(r, self.top_features);
+            Some(Alert::new(
+                "anomaly",
+                r,
+                s,
+                self.threshold,
+                &top,
+                &self.origin,
+            ))
+        } else if self.flow_events {
+            Some(Alert::new("flow", r, s, self.threshold, &[], &self.origin))
+        } else {
+            None
+        }
+    }
+}
+
+/// Counters shared with the stats line, `/metrics` and systemd STATUS.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub scored: AtomicU64,
+    pub alerts: AtomicU64,
+    pub kernel_received: AtomicU64,
+    pub kernel_dropped: AtomicU64,
+    pub if_dropped: AtomicU64,
+}
+
+/// Builds the configured sinks. Any sink that cannot start (unwritable file, no syslog socket)
+/// is an error: the daemon refuses to start half-configured.
+pub fn build_sinks(cfg: &Config) -> Result<Vec<Box<dyn Sink>>, DaemonError> {
+    let mut v: Vec<Box<dyn Sink>> = Vec::new();
+    for s in &cfg.alerts.sinks {
+        match s {
+            SinkConfig::Json(j) => v.push(Box::new(JsonSink::open(&j.path)?)),
+            SinkConfig::Stdout(_) => v.push(Box::new(StdoutSink)),
+            SinkConfig::Syslog(s) => v.push(Box::new(SyslogSink::open(s)?)),
+        }
+    }
+    Ok(v)
+}
+
+/// Flags set by signal handlers.
+#[derive(Debug, Default)]
+pub struct Control {
+    pub stop: AtomicBool,
+    pub reload: AtomicBool,
+}
+
+/// Starts the tokio side: signal handlers (and the HTTP endpoint when enabled). Returns the
+/// runtime, which must stay alive while the daemon runs.
+pub fn start_io(
+    control: Arc<Control>,
+    http: Option<(SocketAddr, Arc<Metrics>)>,
+) -> Result<tokio::runtime::Runtime, DaemonError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("flowsentry-io")
+        .enable_all()
+        .build()
+        .map_err(|e| DaemonError::Other(format!("cannot start the I/O runtime: {e}")))?;
+    rt.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term =
+            signal(SignalKind::terminate()).map_err(|e| DaemonError::Other(e.to_string()))?;
+        let mut int =
+            signal(SignalKind::interrupt()).map_err(|e| DaemonError::Other(e.to_string()))?;
+        let mut hup =
+            signal(SignalKind::hangup()).map_err(|e| DaemonError::Other(e.to_string()))?;
+        let c = control.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = term.recv() => { c.stop.store(true, Ordering::SeqCst); }
+                    _ = int.recv() => { c.stop.store(true, Ordering::SeqCst); }
+                    _ = hup.recv() => { c.reload.store(true, Ordering::SeqCst); }
+                }
+            }
+        });
+        if let Some((addr, metrics)) = http {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| DaemonError::Other(format!("http.listen {addr}: {e}")))?;
+            tokio::spawn(crate::daemon::http::serve(listener, metrics));
+        }
+        Ok::<(), DaemonError>(())
+    })?;
+    Ok(rt)
+}
+
+/// What `/metrics` and `/predict` read.
+pub struct Metrics {
+    pub counters: Arc<Counters>,
+    pub packets: RwLock<(PacketCounters, crate::flow::FlowStats)>,
+    pub sinks: Vec<Arc<crate::alert::dispatch::SinkCounters>>,
+    pub scorer: RwLock<Arc<Model>>,
+}
+
+pub mod http;
+
+/// How fast `replay` feeds packets.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Speed {
+    Max,
+    /// Multiple of the capture's own pace (1.0 = as recorded).
+    Times(f64),
+}
+
+impl std::str::FromStr for Speed {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Speed, String> {
+        let t = s.trim().trim_end_matches(['x', 'X']);
+        if s.eq_ignore_ascii_case("max") {
+            return Ok(Speed::Max);
+        }
+        match t.parse::<f64>() {
+            Ok(v) if v.is_finite() && v > 0.0 => Ok(Speed::Times(v)),
+            _ => Err(format!(
+                "--speed must be max, 1x or a positive multiple like 10, got {s:?}"
+            )),
+        }
+    }
+}
+
+/// Totals of a run.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub packets: PacketCounters,
+    pub flows: crate::flow::FlowStats,
+    pub scored: u64,
+    pub alerts: u64,
+    pub sink_dropped: u64,
+    pub sink_failed: u64,
+    pub damaged: Option<CaptureError>,
+    pub seconds: f64,
+}
+
+fn sink_totals(d: &Dispatcher) -> (u64, u64, u64) {
+    d.counters().iter().fold((0, 0, 0), |(dr, fa, er), c| {
+        (
+            dr + c.dropped.load(Ordering::Relaxed),
+            fa + c.failed.load(Ordering::Relaxed),
+            er + c.errors.load(Ordering::Relaxed),
+        )
+    })
+}
+
+/// The stats line.
+pub fn stats_line(
+    p: &PacketCounters,
+    f: &crate::flow::FlowStats,
+    c: &Counters,
+    d: &Dispatcher,
+) -> String {
+    let (dropped, failed, errors) = sink_totals(d);
+    let mut skips = String::new();
+    for (r, n) in p.skipped.nonzero() {
+        skips.push_str(&format!(" skip_{}={n}", r.as_str()));
+    }
+    format!(
+        "packets={} bytes={} decoded={} kernel_dropped={} if_dropped={}{} flows_active={} flows_expired={} flows_closed={} flows_evicted={} flows_flushed={} scored={} alerts={} sink_errors={errors} sink_dropped={dropped} sink_failed={failed}",
+        p.frames,
+        p.bytes,
+        p.decoded,
+        c.kernel_dropped.load(Ordering::Relaxed),
+        c.if_dropped.load(Ordering::Relaxed),
+        skips,
+        f.active,
+        f.expired,
+        f.closed_tcp,
+        f.evicted,
+        f.flushed,
+        c.scored.load(Ordering::Relaxed),
+        c.alerts.load(Ordering::Relaxed),
+    )
+}
+
+fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+/// `flowsentry replay`: the daemon's pipeline and sinks fed from a capture file.
+pub fn replay(
+    cfg: &Config,
+    path: &Path,
+    speed: Speed,
+    control: &Control,
+) -> Result<Summary, DaemonError> {
+    let scorer = Scorer::new(cfg, &format!("replay:{}", path.display()))?;
+    let mut src = FileSource::open(path)?;
+    let dispatcher = Dispatcher::new(build_sinks(cfg)?, cfg.alerts.queue_size);
+    let counters = Counters::default();
+    let mut pipe = Pipeline::new(cfg.flow_config());
+    let started = Instant::now();
+    let mut first_ts: Option<i64> = None;
+    let mut damaged = None;
+    let mut emit = |r: FlowRecord| {
+        if let Some(a) = scorer.judge(&r, &counters) {
+            dispatcher.send(a);
+        }
+    };
+    loop {
+        if control.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        match src.next_frame() {
+            Ok(Next::Frame(f)) => {
+                if let Speed::Times(k) = speed {
+                    let t0 = *first_ts.get_or_insert(f.ts_us);
+                    let due = Duration::from_secs_f64(((f.ts_us - t0).max(0) as f64 / 1e6) / k);
+                    if let Some(wait) = due.checked_sub(started.elapsed()) {
+                        std::thread::sleep(wait);
+                    }
+                }
+                pipe.frame(&f, &mut emit);
+            }
+            Ok(Next::End) | Ok(Next::Timeout) => break,
+            Err(e) => {
+                damaged = Some(e);
+                break;
+            }
+        }
+    }
+    pipe.flush(&mut emit);
+    dispatcher.flush(Duration::from_secs(30));
+    let (sink_dropped, sink_failed, _) = sink_totals(&dispatcher);
+    tracing::info!(
+        "{}",
+        stats_line(&pipe.counters(), &pipe.flow_stats(), &counters, &dispatcher)
+    );
+    dispatcher.shutdown();
+    Ok(Summary {
+        packets: pipe.counters(),
+        flows: pipe.flow_stats(),
+        scored: counters.scored.load(Ordering::Relaxed),
+        alerts: counters.alerts.load(Ordering::Relaxed),
+        sink_dropped,
+        sink_failed,
+        damaged,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn notify(state: &[sd_notify::NotifyState<'_>]) {
+    let _ = sd_notify::notify(state);
+}
+
+/// `flowsentry run`: live capture until SIGTERM/SIGINT. On stop: capture stops, every open flow
+/// is finished and scored, the sinks are drained, and the function returns.
+pub fn run(
+    mut cfg: Config,
+    config_path: Option<PathBuf>,
+    control: Arc<Control>,
+) -> Result<Summary, DaemonError> {
+    let iface = cfg.capture.interface.clone();
+    let mut scorer = Scorer::new(&cfg, &iface)?;
+    let dispatcher = Dispatcher::new(build_sinks(&cfg)?, cfg.alerts.queue_size);
+    let counters = Arc::new(Counters::default());
+    let metrics = Arc::new(Metrics {
+        counters: counters.clone(),
+        packets: RwLock::new(Default::default()),
+        sinks: dispatcher.counters(),
+        scorer: RwLock::new(scorer.model.clone()),
+    });
+    let http = if cfg.http.enabled {
+        let addr: SocketAddr = cfg
+            .http
+            .listen
+            .parse()
+            .map_err(|e| DaemonError::Other(format!("http.listen: {e}")))?;
+        Some((addr, metrics.clone()))
+    } else {
+        None
+    };
+    let _io = start_io(control.clone(), http)?;
+    let c = &cfg.capture;
+    let mut src = LiveSource::open(&LiveOptions {
+        interface: iface.clone(),
+        promiscuous: c.promiscuous,
+        snaplen: c.snaplen,
+        buffer_size_bytes: (c.buffer_size_mb as i32).saturating_mul(1 << 20),
+        immediate_mode: c.immediate_mode,
+        timeout_ms: c.timeout_ms as i32,
+        bpf_filter: Some(c.bpf_filter.clone()).filter(|f| !f.trim().is_empty()),
+    })?;
+    let mut pipe = Pipeline::new(cfg.flow_config());
+    let started = Instant::now();
+    tracing::info!(
+        "capturing on {iface}; model {} ({} trees, threshold {})",
+        cfg.model.path.display(),
+        scorer.model.trees(),
+        scorer.threshold
+    );
+    notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status("capturing"),
+    ]);
+    let watchdog = sd_notify::watchdog_enabled();
+    let stats_every = Duration::from_secs(cfg.stats.interval_s);
+    let (mut last_stats, mut last_tick, mut last_ping) =
+        (Instant::now(), Instant::now(), Instant::now());
+    let mut error = None;
+    loop {
+        if control.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        if control.reload.swap(false, Ordering::SeqCst) {
+            reload(
+                &mut cfg,
+                config_path.as_deref(),
+                &mut scorer,
+                &iface,
+                &metrics,
+            );
+            dispatcher.reopen();
+        }
+        let frame = src.next_frame();
+        let mut emit = |r: FlowRecord| {
+            if let Some(a) = scorer.judge(&r, &counters) {
+                dispatcher.send(a);
+            }
+        };
+        match frame {
+            Ok(Next::Frame(f)) => pipe.frame(&f, &mut emit),
+            Ok(Next::Timeout) => {}
+            Ok(Next::End) => break,
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
+        }
+        if last_tick.elapsed() >= Duration::from_millis(200) {
+            last_tick = Instant::now();
+            // Traffic may have stopped: wall-clock time expires flows on time.
+            pipe.tick(now_us(), &mut emit);
+            if let Ok(s) = src.stats() {
+                counters
+                    .kernel_received
+                    .store(s.received, Ordering::Relaxed);
+                counters.kernel_dropped.store(s.dropped, Ordering::Relaxed);
+                counters.if_dropped.store(s.if_dropped, Ordering::Relaxed);
+            }
+            if let Ok(mut p) = metrics.packets.write() {
+                *p = (pipe.counters(), pipe.flow_stats());
+            }
+            if let Some(period) = watchdog
+                && last_ping.elapsed() >= period / 2
+            {
+                last_ping = Instant::now();
+                notify(&[sd_notify::NotifyState::Watchdog]);
+            }
+        }
+        if !stats_every.is_zero() && last_stats.elapsed() >= stats_every {
+            last_stats = Instant::now();
+            let line = stats_line(&pipe.counters(), &pipe.flow_stats(), &counters, &dispatcher);
+            tracing::info!("stats {line}");
+            notify(&[sd_notify::NotifyState::Status(&line)]);
+        }
+    }
+    notify(&[sd_notify::NotifyState::Stopping]);
+    if let Ok(s) = src.stats() {
+        counters
+            .kernel_received
+            .store(s.received, Ordering::Relaxed);
+        counters.kernel_dropped.store(s.dropped, Ordering::Relaxed);
+        counters.if_dropped.store(s.if_dropped, Ordering::Relaxed);
+    }
+    let mut emit = |r: FlowRecord| {
+        if let Some(a) = scorer.judge(&r, &counters) {
+            dispatcher.send(a);
+        }
+    };
+    pipe.flush(&mut emit);
+    dispatcher.flush(Duration::from_secs(30));
+    let line = stats_line(&pipe.counters(), &pipe.flow_stats(), &counters, &dispatcher);
+    tracing::info!(
+        "final stats {line} kernel_received={}",
+        counters.kernel_received.load(Ordering::Relaxed)
+    );
+    let (sink_dropped, sink_failed, _) = sink_totals(&dispatcher);
+    dispatcher.shutdown();
+    if let Some(e) = error {
+        return Err(e.into());
+    }
+    Ok(Summary {
+        packets: pipe.counters(),
+        flows: pipe.flow_stats(),
+        scored: counters.scored.load(Ordering::Relaxed),
+        alerts: counters.alerts.load(Ordering::Relaxed),
+        sink_dropped,
+        sink_failed,
+        damaged: None,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// SIGHUP: re-read the config and model; on any error keep the running ones.
+fn reload(
+    cfg: &mut Config,
+    path: Option<&Path>,
+    scorer: &mut Scorer,
+    iface: &str,
+    metrics: &Metrics,
+) {
+    let new_cfg = match path.map(crate::config::load) {
+        Some(Ok(c)) => c,
+        Some(Err(e)) => {
+            tracing::error!("reload rejected, keeping the running config and model: {e}");
+            return;
+        }
+        None => cfg.clone(),
+    };
+    match Scorer::new(&new_cfg, iface) {
+        Ok(s) => {
+            if let Ok(mut m) = metrics.scorer.write() {
+                *m = s.model.clone();
+            }
+            *scorer = s;
+            if new_cfg.capture != cfg.capture
+                || new_cfg.flow != cfg.flow
+                || new_cfg.alerts.sinks != cfg.alerts.sinks
+            {
+                tracing::warn!(
+                    "capture, flow and sink settings change only on restart; model, threshold and alert options reloaded"
+                );
+            }
+            *cfg = new_cfg;
+            tracing::info!(
+                "reloaded model {} (threshold {})",
+                cfg.model.path.display(),
+                scorer.threshold
+            );
+        }
+        Err(e) => tracing::error!("reload rejected, keeping the running model: {e}"),
+    }
+}
+
+/// Features a `/predict` request may name, for error messages.
+pub fn known_feature(name: &str) -> Option<Feature> {
+    Feature::from_name(name)
+}
