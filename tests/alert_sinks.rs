@@ -30,8 +30,19 @@ fn alert(port: u16) -> Alert {
         end_reason: EndReason::Timeout,
         values,
     };
-    let origin = Origin { sensor: "test sensor".into(), in_iface: "veth0".into(), model: "m.json".into() };
-    Alert::new("anomaly", &r, 0.71, 0.5, &[(Feature::TotalFwdPackets, 0.4)], &origin)
+    let origin = Origin {
+        sensor: "test sensor".into(),
+        in_iface: "veth0".into(),
+        model: "m.json".into(),
+    };
+    Alert::new(
+        "anomaly",
+        &r,
+        0.71,
+        0.5,
+        &[(Feature::TotalFwdPackets, 0.4)],
+        &origin,
+    )
 }
 
 fn syslog_cfg(transport: &str, address: &str, format: &str) -> SyslogSinkConfig {
@@ -53,7 +64,10 @@ fn json_lines_carry_eve_fields() {
     s.emit(&alert(1)).unwrap();
     s.emit(&alert(2)).unwrap();
     let text = std::fs::read_to_string(&path).unwrap();
-    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 2);
     let a = &lines[1];
     assert_eq!(a["event_type"], "anomaly");
@@ -98,10 +112,17 @@ fn check_5424(msg: &str, severity: u8) {
     assert!(msg.starts_with(&pri), "{msg}");
     let fields: Vec<&str> = msg.splitn(8, ' ').collect();
     assert_eq!(fields.len(), 8, "{msg}");
-    assert!(chrono::DateTime::parse_from_rfc3339(fields[1]).is_ok(), "timestamp {}", fields[1]);
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(fields[1]).is_ok(),
+        "timestamp {}",
+        fields[1]
+    );
     assert_eq!(fields[3], "flowsentry-test");
     assert_eq!(fields[4], std::process::id().to_string());
-    assert!(fields[7].contains("src=10.1.2.3:7") && fields[7].contains("score=0.710000"), "{msg}");
+    assert!(
+        fields[7].contains("src=10.1.2.3:7") && fields[7].contains("score=0.710000"),
+        "{msg}"
+    );
     assert!(!msg.contains('\n'));
 }
 
@@ -134,7 +155,10 @@ fn syslog_unix_datagram_rfc5424_and_3164() {
     let n = rx.recv(&mut buf).unwrap();
     let msg = std::str::from_utf8(&buf[..n]).unwrap();
     assert!(msg.starts_with(&format!("<{}>", 19 * 8 + 4)), "{msg}");
-    assert!(msg.contains("flowsentry-test[") && msg.contains("src=10.1.2.3:7"), "{msg}");
+    assert!(
+        msg.contains("flowsentry-test[") && msg.contains("src=10.1.2.3:7"),
+        "{msg}"
+    );
 }
 
 struct Failing;
@@ -143,7 +167,10 @@ impl Sink for Failing {
         "failing"
     }
     fn emit(&mut self, _: &Alert) -> Result<(), SinkError> {
-        Err(SinkError::Io { sink: "failing".into(), msg: "collector down".into() })
+        Err(SinkError::Io {
+            sink: "failing".into(),
+            msg: "collector down".into(),
+        })
     }
 }
 
@@ -162,7 +189,10 @@ impl Sink for Slow {
 fn failing_sink_is_retried_counted_and_does_not_block_others() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a.json");
-    let d = Dispatcher::new(vec![Box::new(Failing), Box::new(JsonSink::open(&path).unwrap())], 100);
+    let d = Dispatcher::new(
+        vec![Box::new(Failing), Box::new(JsonSink::open(&path).unwrap())],
+        100,
+    );
     d.send(alert(1));
     d.send(alert(2));
     assert!(d.flush(Duration::from_secs(20)));
@@ -182,7 +212,11 @@ fn full_queue_drops_and_counts_without_blocking() {
         d.send(alert(p));
     }
     // 50 sends against a sink that takes 200 ms each: returning at once means send never waited.
-    assert!(t.elapsed() < Duration::from_millis(150), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(150),
+        "{:?}",
+        t.elapsed()
+    );
     let dropped = d.counters()[0].dropped.load(Ordering::Relaxed);
     assert!(dropped >= 45, "dropped {dropped}");
     d.shutdown();

@@ -197,6 +197,10 @@ pub struct LiveOptions {
     pub bpf_filter: Option<String>,
 }
 
+/// How long a live read waits when no packet is queued. The kernel buffer holds what arrives
+/// meanwhile; under load the loop never waits.
+const IDLE_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// Kernel-side counters of a live capture.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LiveStats {
@@ -234,6 +238,12 @@ impl LiveSource {
                 msg: format!("BPF filter {f:?}: {e}"),
             })?;
         }
+        // Non-blocking reads: with TPACKET_V3 libpcap's read timeout never fires while the link
+        // is silent, and the loop must wake up to expire flows and to stop.
+        let cap = cap.setnonblock().map_err(|e| CaptureError::Live {
+            iface: o.interface.clone(),
+            msg: format!("cannot set non-blocking mode: {e}"),
+        })?;
         let linktype = cap.get_datalink().0;
         if !crate::decode::linktype::is_supported(linktype) {
             return Err(CaptureError::Live {
@@ -261,7 +271,11 @@ impl LiveSource {
                     linktype: self.linktype,
                 }))
             }
-            Err(pcap::Error::TimeoutExpired) => Ok(Next::Timeout),
+            Err(pcap::Error::TimeoutExpired) => {
+                // Nothing queued: wait a little instead of spinning.
+                std::thread::sleep(IDLE_WAIT);
+                Ok(Next::Timeout)
+            }
             Err(pcap::Error::NoMorePackets) => Ok(Next::End),
             Err(e) => Err(CaptureError::Live {
                 iface: self.iface.clone(),
