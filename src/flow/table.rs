@@ -28,7 +28,8 @@ struct Continuation {
 /// Single-owner flow table (one per worker thread; see `FlowKey::symmetric_hash` to shard).
 pub struct FlowTable {
     cfg: FlowConfig,
-    map: HashMap<FlowKey, FlowState>,
+    /// Boxed states: growing the map moves 46-byte entries, not whole flow states.
+    map: HashMap<FlowKey, Box<FlowState>>,
     /// (deadline = start + flow timeout, key, flow id) in creation order.
     expiry: VecDeque<(i64, FlowKey, u64)>,
     continuations: HashMap<FlowKey, Continuation>,
@@ -194,12 +195,20 @@ impl FlowTable {
 
     /// Finishes every open flow (end of input, shutdown), oldest first.
     pub fn flush(&mut self, emit: &mut impl FnMut(FlowRecord)) {
-        let mut open: Vec<FlowState> = self.map.drain().map(|(_, v)| v).collect();
-        open.sort_by_key(|f| (f.start_us, f.id));
-        for f in &open {
-            self.stats.flushed += 1;
-            emit(f.finish(EndReason::Flushed, self.cfg.compat));
+        // Oldest first, without copying the states: sort the keys, then take each flow out.
+        let mut order: Vec<(i64, u64, FlowKey)> = self
+            .map
+            .iter()
+            .map(|(k, f)| (f.start_us, f.id, *k))
+            .collect();
+        order.sort_unstable_by_key(|(start, id, _)| (*start, *id));
+        for (_, _, k) in order {
+            if let Some(f) = self.map.remove(&k) {
+                self.stats.flushed += 1;
+                emit(f.finish(EndReason::Flushed, self.cfg.compat));
+            }
         }
+        self.map.shrink_to_fit();
         self.expiry.clear();
         self.continuations.clear();
         self.continuation_order.clear();
@@ -263,7 +272,7 @@ impl FlowTable {
         }
         let id = self.next_id;
         self.next_id += 1;
-        let mut state = FlowState::new(id, p, pkt_is_fwd, fwd_is_lo);
+        let mut state = Box::new(FlowState::new(id, p, pkt_is_fwd, fwd_is_lo));
         state.cumulative_us = cumulative_us;
         self.expiry
             .push_back((p.ts_us.saturating_add(self.cfg.flow_timeout_us), key, id));
@@ -311,5 +320,19 @@ impl FlowTable {
             },
         );
         self.continuation_order.push_back((expires_us, key));
+    }
+}
+
+#[cfg(test)]
+mod size_report {
+    /// The README quotes the per-flow state size; keep it from growing unnoticed.
+    #[test]
+    fn per_flow_state_stays_under_a_kilobyte() {
+        let state = std::mem::size_of::<super::FlowState>();
+        let key = std::mem::size_of::<super::FlowKey>();
+        assert!(
+            state + key <= 800,
+            "FlowState {state} + FlowKey {key} bytes"
+        );
     }
 }
