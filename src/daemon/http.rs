@@ -259,3 +259,55 @@ pub fn metrics_text(m: &Metrics) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::Counters;
+    use std::sync::RwLock;
+
+    fn metrics() -> Metrics {
+        let model = crate::forest::Model::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("model/forest.json"),
+        )
+        .unwrap();
+        let counters = Arc::new(Counters::default());
+        counters.alerts.store(3, Ordering::Relaxed);
+        Metrics {
+            counters,
+            packets: RwLock::new(Default::default()),
+            sinks: vec![],
+            scorer: RwLock::new(Arc::new(model)),
+        }
+    }
+
+    #[test]
+    fn predict_scores_a_json_flow() {
+        let m = metrics();
+        let out = predict(
+            br#"{"Flow Duration": 5006912, " Total Fwd Packets": 6, "Total Bwd packets": 5}"#,
+            &m,
+        )
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let s = v["anomaly_score"].as_f64().unwrap();
+        assert!(s > 0.0 && s <= 1.0);
+        assert_eq!(v["missing"].as_array().unwrap().len(), 76 - 3);
+        assert!(predict(b"[1,2]", &m).is_err());
+        assert!(
+            predict(br#"{"Flow Duration": "long"}"#, &m)
+                .unwrap_err()
+                .contains("Flow Duration")
+        );
+    }
+
+    #[test]
+    fn metrics_are_prometheus_text() {
+        let t = metrics_text(&metrics());
+        assert!(
+            t.contains("# TYPE flowsentry_packets_total counter\nflowsentry_packets_total 0\n")
+        );
+        assert!(t.contains("flowsentry_alerts_total 3\n"));
+        assert!(t.contains("flowsentry_skipped_total{reason=\"ip_fragment\"} 0\n"));
+    }
+}
