@@ -48,6 +48,13 @@ fn scoring(c: &mut Criterion) {
             s
         })
     });
+    let mut out = vec![0.0; flows.len()];
+    g.bench_function("score_many 10k flows, 100 trees", |b| {
+        b.iter(|| {
+            model.score_many(black_box(&flows), &mut out);
+            out[0]
+        })
+    });
     g.finish();
 }
 

@@ -361,6 +361,52 @@ impl Model {
         (-total / self.denominator).exp2()
     }
 
+    /// Anomaly scores of many flows (`out[i]` for `flows[i]`), for `score`-style bulk work: the
+    /// flows are taken 64 at a time and each tree is walked for all of them while it sits in
+    /// cache, 8 flows interleaved. Same results as [`Model::score`], bit for bit.
+    pub fn score_many(&self, flows: &[FlowRecord], out: &mut [f64]) {
+        const BATCH: usize = 64;
+        const LANES: usize = 8;
+        let mut x = [[0f32; NUM_FEATURES]; BATCH];
+        for (chunk, outs) in flows.chunks(BATCH).zip(out.chunks_mut(BATCH)) {
+            let n = chunk.len();
+            for (row, r) in x.iter_mut().zip(chunk) {
+                for (i, (v, f)) in row.iter_mut().zip(&self.features).enumerate() {
+                    *v = self.input(i, r.get(*f));
+                }
+            }
+            let mut total = [0f64; BATCH];
+            for &root in &self.roots {
+                let mut start = 0;
+                while start < n {
+                    let lanes = LANES.min(n - start);
+                    let mut at = [root as usize; LANES];
+                    loop {
+                        let mut moving = false;
+                        for (k, a) in at.iter_mut().enumerate().take(lanes) {
+                            let node = self.nodes[*a];
+                            if node.left as usize != *a {
+                                let v = x[start + k][usize::from(node.feature)];
+                                *a = node.left as usize + usize::from(v > node.threshold);
+                                moving = true;
+                            }
+                        }
+                        if !moving {
+                            break;
+                        }
+                    }
+                    for (k, a) in at.iter().enumerate().take(lanes) {
+                        total[start + k] += self.leaf_values[*a];
+                    }
+                    start += lanes;
+                }
+            }
+            for (o, t) in outs.iter_mut().zip(&total[..n]) {
+                *o = (-t / self.denominator).exp2();
+            }
+        }
+    }
+
     pub fn is_anomaly(&self, score: f64) -> bool {
         score > self.file.threshold
     }
