@@ -67,6 +67,19 @@ impl Scorer {
         })
     }
 
+    /// The sink of finished flows: score each, send its event (if any) to the dispatcher.
+    pub fn emitter<'a>(
+        &'a self,
+        c: &'a Counters,
+        d: &'a Dispatcher,
+    ) -> impl FnMut(FlowRecord) + 'a {
+        move |r| {
+            if let Some(a) = self.judge(&r, c) {
+                d.send(a);
+            }
+        }
+    }
+
     /// Scores a flow; returns the event to send, if any.
     pub fn judge(&self, r: &FlowRecord, c: &Counters) -> Option<Alert> {
         let s = self.model.score(r);
@@ -271,11 +284,7 @@ pub fn replay(
     let started = Instant::now();
     let mut first_ts: Option<i64> = None;
     let mut damaged = None;
-    let mut emit = |r: FlowRecord| {
-        if let Some(a) = scorer.judge(&r, &counters) {
-            dispatcher.send(a);
-        }
-    };
+    let mut emit = scorer.emitter(&counters, &dispatcher);
     loop {
         if control.stop.load(Ordering::Relaxed) {
             break;
@@ -299,6 +308,7 @@ pub fn replay(
         }
     }
     pipe.flush(&mut emit);
+    drop(emit);
     dispatcher.flush(Duration::from_secs(30));
     let (sink_dropped, sink_failed, _) = sink_totals(&dispatcher);
     tracing::info!(
@@ -392,11 +402,7 @@ pub fn run(
             dispatcher.reopen();
         }
         let frame = src.next_frame();
-        let mut emit = |r: FlowRecord| {
-            if let Some(a) = scorer.judge(&r, &counters) {
-                dispatcher.send(a);
-            }
-        };
+        let mut emit = scorer.emitter(&counters, &dispatcher);
         match frame {
             Ok(Next::Frame(f)) => pipe.frame(&f, &mut emit),
             Ok(Next::Timeout) => {}
@@ -442,12 +448,9 @@ pub fn run(
         counters.kernel_dropped.store(s.dropped, Ordering::Relaxed);
         counters.if_dropped.store(s.if_dropped, Ordering::Relaxed);
     }
-    let mut emit = |r: FlowRecord| {
-        if let Some(a) = scorer.judge(&r, &counters) {
-            dispatcher.send(a);
-        }
-    };
+    let mut emit = scorer.emitter(&counters, &dispatcher);
     pipe.flush(&mut emit);
+    drop(emit);
     dispatcher.flush(Duration::from_secs(30));
     let line = stats_line(&pipe.counters(), &pipe.flow_stats(), &counters, &dispatcher);
     tracing::info!(

@@ -47,6 +47,37 @@ pub struct PacketMeta {
     pub icmp_code: u8,
 }
 
+impl PacketMeta {
+    /// The IP-level fields; transport fields start at zero.
+    fn ip(
+        ts_us: i64,
+        src_ip: IpAddr,
+        dst_ip: IpAddr,
+        protocol: u8,
+        wire_len: u32,
+        ip_header_len: u16,
+    ) -> PacketMeta {
+        PacketMeta {
+            ts_us,
+            src_ip,
+            dst_ip,
+            src_port: 0,
+            dst_port: 0,
+            protocol,
+            wire_len,
+            ip_header_len,
+            transport_header_len: 0,
+            payload_len: 0,
+            tcp_flags: 0,
+            tcp_window: 0,
+            tcp_seq: 0,
+            tcp_ack: 0,
+            icmp_type: 0,
+            icmp_code: 0,
+        }
+    }
+}
+
 /// Link-layer header types (LINKTYPE_* numbers) the decoder understands.
 pub mod linktype {
     pub const NULL: i32 = 0;
@@ -297,24 +328,14 @@ fn decode_ipv4(ts_us: i64, ip: &[u8], wire_len: u32) -> Result<PacketMeta, SkipR
         return Err(SkipReason::Malformed);
     }
     let transport = &ip[ihl..ip.len().min(total).max(ihl)];
-    let meta = PacketMeta {
+    let meta = PacketMeta::ip(
         ts_us,
-        src_ip: IpAddr::V4(h.source_addr()),
-        dst_ip: IpAddr::V4(h.destination_addr()),
-        src_port: 0,
-        dst_port: 0,
-        protocol: h.protocol().0,
+        IpAddr::V4(h.source_addr()),
+        IpAddr::V4(h.destination_addr()),
+        h.protocol().0,
         wire_len,
-        ip_header_len: ihl as u16,
-        transport_header_len: 0,
-        payload_len: 0,
-        tcp_flags: 0,
-        tcp_window: 0,
-        tcp_seq: 0,
-        tcp_ack: 0,
-        icmp_type: 0,
-        icmp_code: 0,
-    };
+        ihl as u16,
+    );
     decode_transport(meta, transport, total - ihl)
 }
 
@@ -348,24 +369,14 @@ fn decode_ipv6(
     if ip_payload < ext_len {
         return Err(SkipReason::Malformed);
     }
-    let meta = PacketMeta {
+    let meta = PacketMeta::ip(
         ts_us,
-        src_ip: IpAddr::V6(h.source_addr()),
-        dst_ip: IpAddr::V6(h.destination_addr()),
-        src_port: 0,
-        dst_port: 0,
-        protocol: next.0,
+        IpAddr::V6(h.source_addr()),
+        IpAddr::V6(h.destination_addr()),
+        next.0,
         wire_len,
-        ip_header_len: (40 + ext_len).min(usize::from(u16::MAX)) as u16,
-        transport_header_len: 0,
-        payload_len: 0,
-        tcp_flags: 0,
-        tcp_window: 0,
-        tcp_seq: 0,
-        tcp_ack: 0,
-        icmp_type: 0,
-        icmp_code: 0,
-    };
+        (40 + ext_len).min(usize::from(u16::MAX)) as u16,
+    );
     decode_transport(meta, rest, ip_payload - ext_len)
 }
 

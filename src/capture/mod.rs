@@ -56,6 +56,16 @@ pub enum CaptureError {
     Live { iface: String, msg: String },
 }
 
+/// A libpcap packet as a [`Frame`].
+fn frame<'a>(p: &pcap::Packet<'a>, linktype: i32) -> Frame<'a> {
+    Frame {
+        ts_us: timeval_us(&p.header.ts),
+        data: p.data,
+        wire_len: p.header.len,
+        linktype,
+    }
+}
+
 /// A libpcap timestamp in µs since the epoch.
 #[allow(clippy::useless_conversion)] // time_t / suseconds_t are not i64 on every target
 fn timeval_us(t: &libc::timeval) -> i64 {
@@ -145,16 +155,9 @@ impl FileSource {
     pub fn next_frame(&mut self) -> Result<Next<'_>, CaptureError> {
         match self.cap.next_packet() {
             Ok(p) => {
-                let h = p.header;
                 self.frames += 1;
-                self.offset += PCAP_RECORD_HEADER_LEN + u64::from(h.caplen);
-                let ts_us = timeval_us(&h.ts);
-                Ok(Next::Frame(Frame {
-                    ts_us,
-                    data: p.data,
-                    wire_len: h.len,
-                    linktype: self.linktype,
-                }))
+                self.offset += PCAP_RECORD_HEADER_LEN + u64::from(p.header.caplen);
+                Ok(Next::Frame(frame(&p, self.linktype)))
             }
             Err(pcap::Error::NoMorePackets) => Ok(Next::End),
             Err(e) => Err(CaptureError::Damaged {
@@ -261,16 +264,7 @@ impl LiveSource {
     /// The next frame, or `Next::Timeout` when the read timeout passed with none.
     pub fn next_frame(&mut self) -> Result<Next<'_>, CaptureError> {
         match self.cap.next_packet() {
-            Ok(p) => {
-                let h = p.header;
-                let ts_us = timeval_us(&h.ts);
-                Ok(Next::Frame(Frame {
-                    ts_us,
-                    data: p.data,
-                    wire_len: h.len,
-                    linktype: self.linktype,
-                }))
-            }
+            Ok(p) => Ok(Next::Frame(frame(&p, self.linktype))),
             Err(pcap::Error::TimeoutExpired) => {
                 // Nothing queued: wait a little instead of spinning.
                 std::thread::sleep(IDLE_WAIT);
