@@ -131,7 +131,13 @@ impl Drop for Hosts {
 }
 
 fn config(dir: &Path, extra: &str) -> PathBuf {
-    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("model/forest.json");
+    // A copy, so a test can break it under the running daemon.
+    let model = dir.join("forest.json");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("model/forest.json"),
+        &model,
+    )
+    .unwrap();
     let p = dir.join("live.toml");
     let body = format!(
         "[capture]\ninterface = \"fsveth0\"\ntimeout_ms = 100\n[model]\npath = {model:?}\n[alerts]\nflow_events = true\n[[alerts.sinks]]\ntype = \"json\"\npath = \"events.json\"\n[stats]\ninterval_s = 0\n{extra}"
@@ -324,5 +330,41 @@ fn idle_flows_expire_on_the_clock_and_sighup_reopens_the_json_file() {
         std::fs::read_to_string(&log)
             .unwrap()
             .contains("reloaded model")
+    );
+}
+
+#[test]
+fn sighup_with_a_broken_model_keeps_the_running_one() {
+    if !can_run() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "[flow]\nflow_timeout_s = 1.0\n");
+    let h = Hosts::new("b");
+    let log = dir.path().join("daemon.log");
+    let child = start_daemon(&h, &cfg, &log);
+    std::fs::write(dir.path().join("forest.json"), "{ not a model").unwrap();
+    sh(&["kill", "-HUP", &child.id().to_string()]);
+    let t = Instant::now();
+    while !std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("reload rejected")
+    {
+        assert!(t.elapsed() < Duration::from_secs(10), "no rejection logged");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Still capturing and scoring with the old model.
+    h.replay_into_a(&data("nfstream__WebattackSQLinj.pcap"));
+    std::thread::sleep(Duration::from_millis(2500));
+    stop(child, "TERM");
+    let n = std::fs::read_to_string(dir.path().join("events.json"))
+        .unwrap()
+        .lines()
+        .count();
+    assert_eq!(n, 9, "flows scored after the rejected reload");
+    assert!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("forest.json")
     );
 }
