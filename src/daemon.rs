@@ -222,6 +222,28 @@ pub struct Summary {
     pub seconds: f64,
 }
 
+impl Summary {
+    fn new(
+        p: &Pipeline,
+        c: &Counters,
+        d: &Dispatcher,
+        damaged: Option<CaptureError>,
+        started: Instant,
+    ) -> Summary {
+        let (sink_dropped, sink_failed, _) = sink_totals(d);
+        Summary {
+            packets: p.counters(),
+            flows: p.flow_stats(),
+            scored: c.scored.load(Ordering::Relaxed),
+            alerts: c.alerts.load(Ordering::Relaxed),
+            sink_dropped,
+            sink_failed,
+            damaged,
+            seconds: started.elapsed().as_secs_f64(),
+        }
+    }
+}
+
 fn sink_totals(d: &Dispatcher) -> (u64, u64, u64) {
     d.counters().iter().fold((0, 0, 0), |(dr, fa, er), c| {
         (
@@ -310,22 +332,13 @@ pub fn replay(
     pipe.flush(&mut emit);
     drop(emit);
     dispatcher.flush(Duration::from_secs(30));
-    let (sink_dropped, sink_failed, _) = sink_totals(&dispatcher);
     tracing::info!(
         "{}",
         stats_line(&pipe.counters(), &pipe.flow_stats(), &counters, &dispatcher)
     );
+    let summary = Summary::new(&pipe, &counters, &dispatcher, damaged, started);
     dispatcher.shutdown();
-    Ok(Summary {
-        packets: pipe.counters(),
-        flows: pipe.flow_stats(),
-        scored: counters.scored.load(Ordering::Relaxed),
-        alerts: counters.alerts.load(Ordering::Relaxed),
-        sink_dropped,
-        sink_failed,
-        damaged,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    Ok(summary)
 }
 
 fn notify(state: &[sd_notify::NotifyState<'_>]) {
@@ -457,21 +470,12 @@ pub fn run(
         "final stats {line} kernel_received={}",
         counters.kernel_received.load(Ordering::Relaxed)
     );
-    let (sink_dropped, sink_failed, _) = sink_totals(&dispatcher);
+    let summary = Summary::new(&pipe, &counters, &dispatcher, None, started);
     dispatcher.shutdown();
     if let Some(e) = error {
         return Err(e.into());
     }
-    Ok(Summary {
-        packets: pipe.counters(),
-        flows: pipe.flow_stats(),
-        scored: counters.scored.load(Ordering::Relaxed),
-        alerts: counters.alerts.load(Ordering::Relaxed),
-        sink_dropped,
-        sink_failed,
-        damaged: None,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    Ok(summary)
 }
 
 /// SIGHUP: re-read the config and model; on any error keep the running ones.

@@ -375,30 +375,11 @@ impl FlowState {
             _ => nb as f64 / nf as f64,
         };
         set(F::DownUpRatio, down_up);
-        set(
-            F::AvgPacketSize,
-            if n > 0 {
-                self.all_len.sum() / n as f64
-            } else {
-                0.0
-            },
-        );
-        set(
-            F::AvgFwdSegmentSize,
-            if nf > 0 {
-                fw.len.sum() / nf as f64
-            } else {
-                0.0
-            },
-        );
-        set(
-            F::AvgBwdSegmentSize,
-            if nb > 0 {
-                bw.len.sum() / nb as f64
-            } else {
-                0.0
-            },
-        );
+        // sum / count, 0 for an empty direction
+        let per = |sum: f64, k: u64| if k > 0 { sum / k as f64 } else { 0.0 };
+        set(F::AvgPacketSize, per(self.all_len.sum(), n));
+        set(F::AvgFwdSegmentSize, per(fw.len.sum(), nf));
+        set(F::AvgBwdSegmentSize, per(bw.len.sum(), nb));
         set(F::FwdAvgBytesPerBulk, self.fwd_bulk.avg_bytes());
         set(F::FwdAvgPacketsPerBulk, self.fwd_bulk.avg_packets());
         set(F::FwdAvgBulkRate, self.fwd_bulk.rate());
