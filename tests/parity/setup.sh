@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 command -v tcpdump >/dev/null 2>&1 || {
   echo "installing tcpdump (cicflowmeter's scapy needs it)"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tcpdump >/dev/null
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tcpdump >/dev/null
 }
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
