@@ -43,9 +43,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let ds = dataset::read(&a.inputs, model.features(), Some(&a.label_column), &|_| {
         true
     })?;
-    let scores: Vec<f64> = (0..ds.rows())
-        .map(|i| model.score_values(ds.row(i)))
-        .collect();
+    let mut scores = vec![0.0; ds.rows()];
+    model.score_rows(&ds.values, &mut scores);
     let mut threshold = model.threshold();
     if a.tune_threshold.is_some() {
         let attack: Vec<bool> = ds

@@ -182,7 +182,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     };
     if let Some(c) = contamination {
         let model = Model::from_file(file.clone()).map_err(anyhow::Error::msg)?;
-        let scores: Vec<f64> = (0..rows).map(|i| model.score_values(ds.row(i))).collect();
+        let mut scores = vec![0.0; rows];
+        model.score_rows(&ds.values, &mut scores);
         file.threshold = train::quantile_threshold(&scores, c);
         file.offset = -file.threshold;
     }
