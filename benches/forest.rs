@@ -1,7 +1,7 @@
 //! Scoring speed of the shipped 100-tree forest: flows/s on one core, on real flows — every row
 //! of the improved CIC-IDS2017 per-class CSVs in `../shared/data/cicids2017-improved/` (benign and
 //! every attack class, shuffled with a fixed seed). Run by `.ci/run`; fails naming the path when
-//! `../shared` is missing.
+//! `../shared` is missing. `FLOWSENTRY_BENCH_MODEL=path` benchmarks another model file.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::hint::black_box;
@@ -56,10 +56,18 @@ fn records(model: &Model) -> Vec<FlowRecord> {
 }
 
 fn scoring(c: &mut Criterion) {
-    let model =
-        Model::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("model/forest.json")).unwrap();
+    let path = std::env::var_os("FLOWSENTRY_BENCH_MODEL").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("model/forest.json"),
+        PathBuf::from,
+    );
+    let model = Model::load(&path).unwrap();
     let flows = records(&model);
-    println!("{} real flows, {} trees", flows.len(), model.trees());
+    println!(
+        "{}: {} real flows, {} trees",
+        path.display(),
+        flows.len(),
+        model.trees()
+    );
     let mut g = c.benchmark_group("forest");
     g.throughput(Throughput::Elements(flows.len() as u64));
     g.bench_function("score (one flow at a time)", |b| {
