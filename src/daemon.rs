@@ -1,5 +1,5 @@
 //! Wiring for `run` (live) and `replay` (file): capture → decode → flow ([`crate::pipeline`]) on
-//! one thread, each finished flow scored ([`Scorer`]) and alerts handed to the sinks' bounded
+//! one thread, finished flows scored in batches ([`Scorer`]) and alerts handed to the sinks' bounded
 //! queues ([`crate::alert::dispatch`]). Tokio runs the I/O side: signals (SIGTERM/SIGINT stop,
 //! SIGHUP reloads), and the optional HTTP endpoint. systemd readiness, status and watchdog.
 
