@@ -5,11 +5,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::hint::black_box;
-use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use flowsentry::features::{EndReason, Feature, FlowRecord, NUM_FEATURES, dataset};
+use flowsentry::features::{Feature, FlowRecord, NUM_FEATURES, dataset};
 use flowsentry::forest::Model;
 use flowsentry::forest::train::Rng;
 
@@ -35,17 +34,7 @@ fn records(model: &Model) -> Vec<FlowRecord> {
             for (f, v) in features.iter().zip(ds.row(i)) {
                 values[*f as usize] = *v;
             }
-            FlowRecord {
-                src_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-                dst_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-                src_port: 1,
-                dst_port: 2,
-                protocol: 6,
-                start_us: 0,
-                end_us: 0,
-                end_reason: EndReason::Flushed,
-                values,
-            }
+            FlowRecord::from_values(values)
         })
         .collect();
     let mut rng = Rng::new(1);

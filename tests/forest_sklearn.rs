@@ -38,9 +38,8 @@ fn shipped_model_loads_and_uses_schema_features() {
 
 #[test]
 fn batch_scoring_equals_single_scoring() {
-    use flowsentry::features::{EndReason, FlowRecord, NUM_FEATURES};
+    use flowsentry::features::{FlowRecord, NUM_FEATURES};
     use flowsentry::forest::train::Rng;
-    use std::net::{IpAddr, Ipv4Addr};
     let m = Model::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("model/forest.json")).unwrap();
     let mut rng = Rng::new(9);
     let flows: Vec<FlowRecord> = (0..150)
@@ -49,17 +48,7 @@ fn batch_scoring_equals_single_scoring() {
             for v in values.iter_mut() {
                 *v = (rng.unit() * 1e5).floor();
             }
-            FlowRecord {
-                src_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-                dst_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-                src_port: 1,
-                dst_port: 2,
-                protocol: 6,
-                start_us: 0,
-                end_us: 0,
-                end_reason: EndReason::Flushed,
-                values,
-            }
+            FlowRecord::from_values(values)
         })
         .collect();
     let mut out = vec![0.0; flows.len()];

@@ -45,6 +45,22 @@ pub struct FlowRecord {
 }
 
 impl FlowRecord {
+    /// A record of feature values that come without a flow (a CSV row, a test, a benchmark):
+    /// identifiers are placeholders (0.0.0.0:0 → 0.0.0.0:0, protocol 0, time 0).
+    pub fn from_values(values: [f64; NUM_FEATURES]) -> FlowRecord {
+        FlowRecord {
+            src_ip: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            dst_ip: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            src_port: 0,
+            dst_port: 0,
+            protocol: 0,
+            start_us: 0,
+            end_us: 0,
+            end_reason: EndReason::Flushed,
+            values,
+        }
+    }
+
     /// The value of one feature.
     pub fn get(&self, f: Feature) -> f64 {
         self.values[f as usize]

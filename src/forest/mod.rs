@@ -963,17 +963,7 @@ mod tests {
             if n % 50 == 0 {
                 values[n % NUM_FEATURES] = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY][n % 3];
             }
-            flows.push(FlowRecord {
-                src_ip: std::net::Ipv4Addr::LOCALHOST.into(),
-                dst_ip: std::net::Ipv4Addr::LOCALHOST.into(),
-                src_port: 1,
-                dst_port: 2,
-                protocol: 6,
-                start_us: 0,
-                end_us: 0,
-                end_reason: crate::features::EndReason::Flushed,
-                values,
-            });
+            flows.push(FlowRecord::from_values(values));
         }
         let mut many = vec![0.0; flows.len()];
         m.score_many(&flows, &mut many);
