@@ -77,6 +77,9 @@ pub struct FlowSection {
     pub activity_timeout_s: f64,
     pub max_flows: usize,
     pub compat: String,
+    /// Seconds a closed TCP flow (FIN both ways + ACK, or RST) waits for late packets before
+    /// it ends and is scored.
+    pub tcp_linger_s: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -209,6 +212,7 @@ impl Default for FlowSection {
             activity_timeout_s: 5.0,
             max_flows: crate::flow::MAX_FLOWS,
             compat: "corrected".into(),
+            tcp_linger_s: crate::flow::TCP_LINGER_US as f64 / 1e6,
         }
     }
 }
@@ -332,6 +336,12 @@ impl Config {
         if f.max_flows == 0 {
             p.push("flow.max_flows must be at least 1".into());
         }
+        if !(f.tcp_linger_s.is_finite() && (0.0..=3600.0).contains(&f.tcp_linger_s)) {
+            p.push(format!(
+                "flow.tcp_linger_s must be between 0 and 3600 seconds, got {}",
+                f.tcp_linger_s
+            ));
+        }
         if !matches!(f.compat.as_str(), "corrected" | "cic2017") {
             p.push(format!(
                 "flow.compat must be \"corrected\" or \"cic2017\", got {:?}",
@@ -430,6 +440,7 @@ impl Config {
             flow_timeout_us: (self.flow.flow_timeout_s * 1e6).round() as i64,
             activity_timeout_us: (self.flow.activity_timeout_s * 1e6).round() as i64,
             max_flows: self.flow.max_flows,
+            tcp_linger_us: (self.flow.tcp_linger_s * 1e6).round() as i64,
             compat: if self.flow.compat == "cic2017" {
                 Compat::Cic2017
             } else {

@@ -6,11 +6,10 @@ use std::path::Path;
 
 use crate::capture::{CaptureError, FileSource, Frame, Next};
 use crate::decode::{self, SkipCounts};
-use crate::features::FlowRecord;
-use crate::flow::{FlowConfig, FlowStats, FlowTable};
+use crate::flow::{FlowConfig, FlowSink, FlowStats, FlowTable};
 
 /// How often (in packet or wall-clock time) the table is swept for timed-out flows (µs).
-pub const SWEEP_INTERVAL_US: i64 = 1_000_000;
+pub const SWEEP_INTERVAL_US: i64 = 250_000;
 
 /// Frame and decode counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -39,7 +38,7 @@ impl Pipeline {
     }
 
     /// Decodes a frame and feeds it to the flow table; undecodable frames are counted.
-    pub fn frame(&mut self, f: &Frame<'_>, emit: &mut impl FnMut(FlowRecord)) {
+    pub fn frame(&mut self, f: &Frame<'_>, emit: &mut impl FlowSink) {
         self.counters.frames += 1;
         self.counters.bytes += u64::from(f.wire_len);
         match decode::decode(f.linktype, f.ts_us, f.data, f.wire_len) {
@@ -54,7 +53,7 @@ impl Pipeline {
 
     /// Advances the flow clock to `now_us`, expiring timed-out flows (at most once per
     /// [`SWEEP_INTERVAL_US`]).
-    pub fn tick(&mut self, now_us: i64, emit: &mut impl FnMut(FlowRecord)) {
+    pub fn tick(&mut self, now_us: i64, emit: &mut impl FlowSink) {
         match self.next_sweep_us {
             Some(t) if now_us < t => {}
             _ => {
@@ -65,7 +64,7 @@ impl Pipeline {
     }
 
     /// Finishes every open flow.
-    pub fn flush(&mut self, emit: &mut impl FnMut(FlowRecord)) {
+    pub fn flush(&mut self, emit: &mut impl FlowSink) {
         self.table.flush(emit);
     }
 
@@ -93,7 +92,7 @@ pub fn run_file(
     path: &Path,
     cfg: FlowConfig,
     progress: &mut dyn FnMut(u64, u64),
-    emit: &mut impl FnMut(FlowRecord),
+    emit: &mut impl FlowSink,
 ) -> Result<FileSummary, CaptureError> {
     let mut src = FileSource::open(path)?;
     let mut pipe = Pipeline::new(cfg);

@@ -389,3 +389,94 @@ fn advance_expires_on_the_clock() {
     assert_eq!(out[0].end_reason, EndReason::Timeout);
     assert!(t.is_empty());
 }
+
+/// A connection closed by FIN / FIN / ACK ends one linger after its last packet, on the clock,
+/// not at the flow timeout; a late packet inside the linger joins it and restarts the linger.
+#[test]
+fn closed_tcp_flow_ends_after_the_linger() {
+    let mut t = FlowTable::new(FlowConfig::default());
+    let mut out = Vec::new();
+    let fin = tf::FIN | ACK;
+    for p in [
+        tcp(0, true, tf::SYN, 0),
+        tcp(10, false, tf::SYN | ACK, 0),
+        tcp(20, true, ACK, 0),
+        tcp(30, true, fin, 0),
+        tcp(40, false, fin, 0),
+        tcp(50, true, ACK, 0),
+    ] {
+        t.push(&p, &mut |r| out.push(r));
+    }
+    t.advance(T0 + 1_000_000, &mut |r| out.push(r));
+    assert!(out.is_empty(), "ended inside the linger");
+    // A retransmitted final ACK 1.5 s later still joins the flow and restarts the linger.
+    t.push(&tcp(1_500_050, true, ACK, 0), &mut |r| out.push(r));
+    t.advance(T0 + 2_100_000, &mut |r| out.push(r));
+    assert!(out.is_empty(), "the late packet restarts the linger");
+    t.advance(T0 + 3_600_000, &mut |r| out.push(r));
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].end_reason, EndReason::TcpClose);
+    assert_eq!(out[0].get(F::TotalFwdPackets), 5.0);
+    assert_eq!(out[0].get(F::TotalBwdPackets), 2.0);
+    assert!(t.is_empty());
+}
+
+/// An RST ends the flow one linger later too.
+#[test]
+fn reset_flow_ends_after_the_linger() {
+    let mut t = FlowTable::new(FlowConfig {
+        tcp_linger_us: 500_000,
+        ..FlowConfig::default()
+    });
+    let mut out = Vec::new();
+    t.push(&tcp(0, true, tf::SYN, 0), &mut |r| out.push(r));
+    t.push(&tcp(10, false, tf::RST | ACK, 0), &mut |r| out.push(r));
+    t.advance(T0 + 400_000, &mut |r| out.push(r));
+    assert!(out.is_empty());
+    t.advance(T0 + 600_000, &mut |r| out.push(r));
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].end_reason, EndReason::TcpClose);
+}
+
+/// The table tells a sink when a flow starts and when its opener gets the first answer.
+#[test]
+fn starts_and_first_replies_reach_the_sink() {
+    use flowsentry::flow::{FlowReply, FlowSink, FlowStart};
+    #[derive(Default)]
+    struct Seen {
+        starts: Vec<FlowStart>,
+        replies: Vec<FlowReply>,
+        ended: usize,
+    }
+    impl FlowSink for Seen {
+        fn ended(&mut self, _r: FlowRecord) {
+            self.ended += 1;
+        }
+        fn started(&mut self, s: &FlowStart) {
+            self.starts.push(*s);
+        }
+        fn replied(&mut self, r: &FlowReply) {
+            self.replies.push(*r);
+        }
+    }
+    let mut t = FlowTable::new(FlowConfig::default());
+    let mut seen = Seen::default();
+    for p in [
+        tcp(0, true, tf::SYN, 0),
+        tcp(10, true, tf::SYN, 0),
+        tcp(20, false, tf::RST | ACK, 0),
+        tcp(30, false, ACK, 0),
+    ] {
+        t.push(&p, &mut seen);
+    }
+    t.flush(&mut seen);
+    assert_eq!(seen.starts.len(), 1);
+    assert_eq!(seen.starts[0].src_ip, IpAddr::V4(Ipv4Addr::from(C)));
+    assert_eq!(seen.starts[0].dst_port, 80);
+    assert_eq!(seen.starts[0].tcp_flags, tf::SYN);
+    assert_eq!(seen.replies.len(), 1, "only the first answer counts");
+    assert_eq!(seen.replies[0].responder_ip, IpAddr::V4(Ipv4Addr::from(S)));
+    assert_eq!(seen.replies[0].opener_ip, IpAddr::V4(Ipv4Addr::from(C)));
+    assert_eq!(seen.replies[0].tcp_flags, tf::RST | ACK);
+    assert_eq!(seen.ended, 1);
+}

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use flowsentry::features::Feature;
+use flowsentry::features::{Feature, FlowRecord};
 use flowsentry::flow::FlowConfig;
 use flowsentry::pipeline;
 
@@ -48,10 +48,15 @@ fn every_shared_capture_is_read_without_panic_and_conserves_packets() {
         let path = root.join(rel);
         let mut flow_packets = 0.0;
         let mut flows = 0u64;
-        let res = pipeline::run_file(&path, FlowConfig::default(), &mut |_, _| {}, &mut |r| {
-            flows += 1;
-            flow_packets += r.get(Feature::TotalFwdPackets) + r.get(Feature::TotalBwdPackets);
-        });
+        let res = pipeline::run_file(
+            &path,
+            FlowConfig::default(),
+            &mut |_, _| {},
+            &mut |r: FlowRecord| {
+                flows += 1;
+                flow_packets += r.get(Feature::TotalFwdPackets) + r.get(Feature::TotalBwdPackets);
+            },
+        );
         match res {
             Ok(s) => {
                 let c = s.counters;

@@ -61,6 +61,10 @@ pub struct Args {
     /// Activity timeout in seconds (active/idle periods).
     #[arg(long, default_value_t = 5.0)]
     pub activity_timeout: f64,
+    /// Seconds a closed TCP flow (FIN both ways + ACK, or RST) waits for late packets before
+    /// it ends (the daemon's `flow.tcp_linger_s`).
+    #[arg(long, default_value_t = 2.0)]
+    pub tcp_linger: f64,
     /// Cap on open flows; when full the oldest flow is ended early.
     #[arg(long, default_value_t = flowsentry::flow::MAX_FLOWS)]
     pub max_flows: usize,
@@ -86,6 +90,7 @@ fn flow_config(a: &Args) -> anyhow::Result<FlowConfig> {
         activity_timeout_us: secs_to_us("activity-timeout", a.activity_timeout)?,
         max_flows: a.max_flows,
         compat: a.compat.into(),
+        tcp_linger_us: secs_to_us("tcp-linger", a.tcp_linger)?,
     })
 }
 

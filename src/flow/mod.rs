@@ -16,6 +16,10 @@ pub const FLOW_TIMEOUT_US: i64 = 120_000_000;
 pub const ACTIVITY_TIMEOUT_US: i64 = 5_000_000;
 /// Default cap on open flows.
 pub const MAX_FLOWS: usize = 1_000_000;
+/// Default linger of a closed TCP flow (FIN from both sides then the final ACK, or an RST)
+/// before it ends: late packets (retransmitted FIN/ACK) still join it, and the flow is scored
+/// seconds after the connection closed instead of at the flow timeout (µs).
+pub const TCP_LINGER_US: i64 = 2_000_000;
 
 /// Which CICFlowMeter behaviour to reproduce.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -48,6 +52,8 @@ pub struct FlowConfig {
     pub activity_timeout_us: i64,
     pub max_flows: usize,
     pub compat: Compat,
+    /// How long a closed TCP flow waits for late packets before it ends ([`TCP_LINGER_US`]).
+    pub tcp_linger_us: i64,
 }
 
 impl Default for FlowConfig {
@@ -57,6 +63,7 @@ impl Default for FlowConfig {
             activity_timeout_us: ACTIVITY_TIMEOUT_US,
             max_flows: MAX_FLOWS,
             compat: Compat::Corrected,
+            tcp_linger_us: TCP_LINGER_US,
         }
     }
 }
@@ -69,7 +76,8 @@ pub struct FlowStats {
     pub created: u64,
     /// Ended by the flow timeout.
     pub expired: u64,
-    /// Ended by TCP teardown (FIN/RST, or a new SYN after the teardown).
+    /// Ended by TCP teardown (FIN/RST, or a new SYN after the teardown), including those
+    /// ended by the linger after the teardown.
     pub closed_tcp: u64,
     /// Ended early because the table was full.
     pub evicted: u64,
@@ -81,4 +89,47 @@ pub struct FlowStats {
     pub out_of_order: u64,
     /// Single-packet flows dropped at timeout (`Compat::Cic2017` only).
     pub dropped_single: u64,
+}
+
+/// A new flow's first packet, as the host context sees it: `src` is the packet's sender (for a
+/// flow opened by a SYN-ACK that is the server, although the flow's forward side is the
+/// client). Plain data for [`FlowSink::started`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowStart {
+    pub ts_us: i64,
+    pub src_ip: std::net::IpAddr,
+    pub dst_ip: std::net::IpAddr,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub protocol: u8,
+    /// TCP flags of the first packet (0 for other transports).
+    pub tcp_flags: u8,
+}
+
+/// The first packet from the side that had sent nothing yet: the opener got an answer.
+/// `responder_*` is that packet's source, `opener_ip` its destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowReply {
+    pub ts_us: i64,
+    pub opener_ip: std::net::IpAddr,
+    pub responder_ip: std::net::IpAddr,
+    pub responder_port: u16,
+    pub protocol: u8,
+    /// TCP flags of the reply (an RST here means the connection was refused).
+    pub tcp_flags: u8,
+}
+
+/// Where the flow table hands what it sees: finished flows, and (for the host context) flow
+/// starts and first replies the moment they happen. A closure `FnMut(FlowRecord)` is a sink
+/// that ignores starts and replies.
+pub trait FlowSink {
+    fn ended(&mut self, r: crate::features::FlowRecord);
+    fn started(&mut self, _s: &FlowStart) {}
+    fn replied(&mut self, _r: &FlowReply) {}
+}
+
+impl<F: FnMut(crate::features::FlowRecord)> FlowSink for F {
+    fn ended(&mut self, r: crate::features::FlowRecord) {
+        self(r)
+    }
 }

@@ -200,6 +200,16 @@ impl FlowState {
         self.src == Endpoint::new(p.src_ip, p.src_port)
     }
 
+    /// True if the packet comes from the side that has sent nothing yet: the opener's answer.
+    pub fn is_first_reply(&self, p: &PacketMeta) -> bool {
+        let d = if self.is_forward(p) {
+            &self.fwd
+        } else {
+            &self.bwd
+        };
+        d.len.n() == 0
+    }
+
     pub fn protocol(&self) -> u8 {
         self.protocol
     }

@@ -7,9 +7,9 @@ use std::collections::{HashMap, VecDeque};
 
 use super::key::FlowKey;
 use super::state::FlowState;
-use super::{Compat, FlowConfig, FlowStats, TcpState};
+use super::{Compat, FlowConfig, FlowReply, FlowSink, FlowStart, FlowStats, TcpState};
 use crate::decode::{PacketMeta, tcp_flags as tf};
-use crate::features::{EndReason, FlowRecord};
+use crate::features::EndReason;
 
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_ICMP: u8 = 1;
@@ -34,6 +34,8 @@ pub struct FlowTable {
     expiry: VecDeque<(i64, FlowKey, u64)>,
     continuations: HashMap<FlowKey, Continuation>,
     continuation_order: VecDeque<(i64, FlowKey)>,
+    /// (deadline = close + linger, key, flow id) of closed TCP flows, in closing order.
+    lingering: VecDeque<(i64, FlowKey, u64)>,
     next_id: u64,
     stats: FlowStats,
 }
@@ -46,6 +48,7 @@ impl FlowTable {
             expiry: VecDeque::new(),
             continuations: HashMap::new(),
             continuation_order: VecDeque::new(),
+            lingering: VecDeque::new(),
             next_id: 0,
             stats: FlowStats::default(),
         }
@@ -72,7 +75,7 @@ impl FlowTable {
     }
 
     /// Feeds one decoded packet; finished flows go to `emit`.
-    pub fn push(&mut self, pkt: &PacketMeta, emit: &mut impl FnMut(FlowRecord)) {
+    pub fn push(&mut self, pkt: &PacketMeta, emit: &mut impl FlowSink) {
         let (key, src_is_lo) = FlowKey::of(pkt);
         let mut p = *pkt;
         let compat = self.cfg.compat;
@@ -116,8 +119,19 @@ impl FlowTable {
             }
             return;
         }
+        if flow.is_first_reply(&p) {
+            emit.replied(&FlowReply {
+                ts_us: ts,
+                opener_ip: p.dst_ip,
+                responder_ip: p.src_ip,
+                responder_port: p.src_port,
+                protocol: p.protocol,
+                tcp_flags: f,
+            });
+        }
         let activity = self.cfg.activity_timeout_us;
         let is_tcp = flow.protocol() == IPPROTO_TCP;
+        let was_ready = flow.tcp == TcpState::ReadyForTermination;
         if compat == Compat::Cic2017 && is_tcp && f & (tf::FIN | tf::RST) != 0 {
             // The original tool: the first FIN (or any RST) ends the flow.
             flow.update_active_idle(ts, activity);
@@ -152,15 +166,22 @@ impl FlowTable {
             self.stats.icmp_splits += 1;
             self.finish(&old, EndReason::IcmpChange, emit);
             self.start_flow(key, src_is_lo, &p, emit);
+            return;
         } else {
             flow.update_active_idle(ts, activity);
             flow.add(&p, compat);
+        }
+        if !was_ready && flow.tcp == TcpState::ReadyForTermination {
+            let id = flow.id;
+            self.lingering
+                .push_back((ts.saturating_add(self.cfg.tcp_linger_us), key, id));
         }
     }
 
     /// Expires every flow whose flow timeout has passed at `now_us` (packet time in replay,
     /// wall-clock time when live traffic stops).
-    pub fn advance(&mut self, now_us: i64, emit: &mut impl FnMut(FlowRecord)) {
+    pub fn advance(&mut self, now_us: i64, emit: &mut impl FlowSink) {
+        self.end_lingering(now_us, emit);
         while let Some(&(deadline, key, id)) = self.expiry.front() {
             if now_us <= deadline {
                 break;
@@ -193,8 +214,36 @@ impl FlowTable {
         }
     }
 
+    /// Ends closed TCP flows whose linger has passed at `now_us` with no packet in it; a late
+    /// packet restarts the linger.
+    fn end_lingering(&mut self, now_us: i64, emit: &mut impl FlowSink) {
+        let linger = self.cfg.tcp_linger_us;
+        let mut requeued = 0usize;
+        while let Some(&(deadline, key, id)) = self.lingering.front() {
+            if now_us <= deadline || requeued > self.lingering.len() {
+                break;
+            }
+            self.lingering.pop_front();
+            let Entry::Occupied(e) = self.map.entry(key) else {
+                continue;
+            };
+            let f = e.get();
+            if f.id != id || f.tcp != TcpState::ReadyForTermination {
+                continue;
+            }
+            let due = f.last_us.saturating_add(linger);
+            if now_us <= due {
+                self.lingering.push_back((due, key, id));
+                requeued += 1;
+                continue;
+            }
+            let old = e.remove();
+            self.finish(&old, EndReason::TcpClose, emit);
+        }
+    }
+
     /// Finishes every open flow (end of input, shutdown), oldest first.
-    pub fn flush(&mut self, emit: &mut impl FnMut(FlowRecord)) {
+    pub fn flush(&mut self, emit: &mut impl FlowSink) {
         // Oldest first, without copying the states: sort the keys, then take each flow out.
         let mut order: Vec<(i64, u64, FlowKey)> = self
             .map
@@ -205,16 +254,17 @@ impl FlowTable {
         for (_, _, k) in order {
             if let Some(f) = self.map.remove(&k) {
                 self.stats.flushed += 1;
-                emit(f.finish(EndReason::Flushed, self.cfg.compat));
+                emit.ended(f.finish(EndReason::Flushed, self.cfg.compat));
             }
         }
         self.map.shrink_to_fit();
         self.expiry.clear();
         self.continuations.clear();
         self.continuation_order.clear();
+        self.lingering.clear();
     }
 
-    fn finish(&mut self, f: &FlowState, reason: EndReason, emit: &mut impl FnMut(FlowRecord)) {
+    fn finish(&mut self, f: &FlowState, reason: EndReason, emit: &mut impl FlowSink) {
         match reason {
             EndReason::Timeout => self.stats.expired += 1,
             EndReason::TcpClose => self.stats.closed_tcp += 1,
@@ -227,7 +277,7 @@ impl FlowTable {
             self.stats.dropped_single += 1;
             return;
         }
-        emit(f.finish(reason, self.cfg.compat));
+        emit.ended(f.finish(reason, self.cfg.compat));
     }
 
     fn start_flow(
@@ -235,7 +285,7 @@ impl FlowTable {
         key: FlowKey,
         src_is_lo: bool,
         p: &PacketMeta,
-        emit: &mut impl FnMut(FlowRecord),
+        emit: &mut impl FlowSink,
     ) {
         if let Some(c) = self.continuations.remove(&key) {
             let cumulative = c.cumulative_us + (p.ts_us - c.last_us).max(0);
@@ -249,6 +299,15 @@ impl FlowTable {
             );
             return;
         }
+        emit.started(&FlowStart {
+            ts_us: p.ts_us,
+            src_ip: p.src_ip,
+            dst_ip: p.dst_ip,
+            src_port: p.src_port,
+            dst_port: p.dst_port,
+            protocol: p.protocol,
+            tcp_flags: p.tcp_flags,
+        });
         // A SYN-ACK opening a flow means its SYN was missed or reordered: forward is the client.
         let synack = p.tcp_flags & (tf::SYN | tf::ACK) == (tf::SYN | tf::ACK);
         let pkt_is_fwd = !synack;
@@ -263,7 +322,7 @@ impl FlowTable {
         pkt_is_fwd: bool,
         fwd_is_lo: bool,
         cumulative_us: i64,
-        emit: &mut impl FnMut(FlowRecord),
+        emit: &mut impl FlowSink,
     ) {
         while self.map.len() >= self.cfg.max_flows.max(1) {
             if !self.evict_oldest(emit) {
@@ -286,7 +345,7 @@ impl FlowTable {
         }
     }
 
-    fn evict_oldest(&mut self, emit: &mut impl FnMut(FlowRecord)) -> bool {
+    fn evict_oldest(&mut self, emit: &mut impl FlowSink) -> bool {
         while let Some((_, key, id)) = self.expiry.pop_front() {
             if let Entry::Occupied(e) = self.map.entry(key)
                 && e.get().id == id
