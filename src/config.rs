@@ -265,6 +265,20 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 
 /// Parses TOML text. `path` is used in messages and to resolve relative paths.
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let (cfg, problems) = parse_unchecked(text, path)?;
+    if !problems.is_empty() {
+        return Err(ConfigError::Invalid {
+            path: path.into(),
+            problems,
+        });
+    }
+    Ok(cfg)
+}
+
+/// Parses TOML text and lists the value problems without refusing them (`check-config` adds
+/// the problems found by building the model, filter and sinks, and reports them all together).
+/// Only unreadable TOML and unknown keys or wrong types are errors here.
+pub fn parse_unchecked(text: &str, path: &Path) -> Result<(Config, Vec<String>), ConfigError> {
     let mut cfg: Config = toml::from_str(text).map_err(|e| {
         let (line, column) = e.span().map_or((1, 1), |s| line_col(text, s.start));
         ConfigError::Parse {
@@ -287,51 +301,84 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         }
     }
     let problems = cfg.problems();
-    if !problems.is_empty() {
-        return Err(ConfigError::Invalid {
-            path: path.into(),
-            problems,
-        });
-    }
-    Ok(cfg)
+    Ok((cfg, problems))
 }
 
-/// Reads and validates a config file.
+/// Largest config file read (the reference config is ~4 KB).
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// Reads and validates a config file (regular files only: a FIFO or device is refused).
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+    parse(&read(path)?, path)
+}
+
+/// Reads a config file and lists its value problems without refusing them (see
+/// [`parse_unchecked`]).
+pub fn load_unchecked(path: &Path) -> Result<(Config, Vec<String>), ConfigError> {
+    parse_unchecked(&read(path)?, path)
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    crate::readfile::read_regular(path, MAX_CONFIG_BYTES).map_err(|e| ConfigError::Io {
         path: path.into(),
         source: e,
-    })?;
-    parse(&text, path)
+    })
 }
 
-/// The shipped reference config, next to the binary's source tree or installed system-wide.
+/// `run`'s config without `--config`: the installed one, else the shipped reference config.
 pub fn default_path() -> PathBuf {
-    let installed = PathBuf::from("/etc/flowsentry/flowsentry.toml");
+    let installed = installed_path();
     if installed.exists() {
         return installed;
     }
+    shipped_path()
+}
+
+/// Where the service's config is installed.
+pub fn installed_path() -> PathBuf {
+    PathBuf::from("/etc/flowsentry/flowsentry.toml")
+}
+
+/// The reference config in the source tree the binary was built from.
+pub fn shipped_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("config/flowsentry.toml")
 }
 
 const SINK_TRANSPORTS: [&str; 3] = ["unix", "udp", "tcp"];
+
+/// Largest `alerts.queue_size`: each sink's queue is allocated up front (24 bytes a slot).
+pub const MAX_QUEUE_SIZE: usize = 1_000_000;
+/// Flow timeouts below a millisecond or above a year are refused.
+pub const MIN_TIMEOUT_S: f64 = 0.001;
+pub const MAX_TIMEOUT_S: f64 = 31_536_000.0;
+
+/// A level name, or a tracing filter whose every directive names a level (`target=level`).
+/// A bare word such as "warning" would parse as a *target* filter and silence every log line.
+fn log_level_ok(s: &str) -> bool {
+    const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+    let level = |l: &str| LEVELS.iter().any(|x| x.eq_ignore_ascii_case(l.trim()));
+    !s.trim().is_empty()
+        && tracing_subscriber::EnvFilter::try_new(s).is_ok()
+        && s.split(',').all(|d| match d.rsplit_once('=') {
+            Some((_, l)) => level(l),
+            None => level(d),
+        })
+}
 
 impl Config {
     /// Every problem, in a stable order (empty when valid).
     pub fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
         let f = &self.flow;
-        if !(f.flow_timeout_s.is_finite() && f.flow_timeout_s > 0.0) {
-            p.push(format!(
-                "flow.flow_timeout_s must be a positive number of seconds, got {}",
-                f.flow_timeout_s
-            ));
-        }
-        if !(f.activity_timeout_s.is_finite() && f.activity_timeout_s > 0.0) {
-            p.push(format!(
-                "flow.activity_timeout_s must be a positive number of seconds, got {}",
-                f.activity_timeout_s
-            ));
+        for (name, v) in [
+            ("flow_timeout_s", f.flow_timeout_s),
+            ("activity_timeout_s", f.activity_timeout_s),
+        ] {
+            if !(MIN_TIMEOUT_S..=MAX_TIMEOUT_S).contains(&v) {
+                p.push(format!(
+                    "flow.{name} must be {MIN_TIMEOUT_S} to {MAX_TIMEOUT_S} seconds, got {v}"
+                ));
+            }
         }
         if f.max_flows == 0 {
             p.push("flow.max_flows must be at least 1".into());
@@ -376,8 +423,11 @@ impl Config {
             p.push(format!("model.threshold must be in (0, 1), got {t}"));
         }
         let a = &self.alerts;
-        if a.queue_size == 0 {
-            p.push("alerts.queue_size must be at least 1".into());
+        if !(1..=MAX_QUEUE_SIZE).contains(&a.queue_size) {
+            p.push(format!(
+                "alerts.queue_size must be 1 to {MAX_QUEUE_SIZE} events, got {}",
+                a.queue_size
+            ));
         }
         if a.sinks.is_empty() {
             p.push("alerts.sinks: at least one sink is needed".into());
@@ -419,9 +469,9 @@ impl Config {
                 self.logging.format
             ));
         }
-        if tracing_subscriber::EnvFilter::try_new(&self.logging.level).is_err() {
+        if !log_level_ok(&self.logging.level) {
             p.push(format!(
-                "logging.level {:?} is not a level or tracing filter",
+                "logging.level {:?} is not a level (error, warn, info, debug, trace, off) or a target=level filter",
                 self.logging.level
             ));
         }
@@ -432,6 +482,34 @@ impl Config {
             ));
         }
         p
+    }
+
+    /// Values that work but are probably not what the operator meant (printed by
+    /// `check-config`, logged at start).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        let f = &self.flow;
+        if f.flow_timeout_s < 1.0 {
+            w.push(format!(
+                "flow.flow_timeout_s = {}: every flow is cut after less than a second",
+                f.flow_timeout_s
+            ));
+        }
+        if f.flow_timeout_s > 86_400.0 || f.activity_timeout_s > 86_400.0 {
+            w.push(
+                "a flow timeout over a day keeps flows open (and memory used) for very long".into(),
+            );
+        }
+        if self.http.enabled
+            && let Ok(a) = self.http.listen.parse::<SocketAddr>()
+            && !a.ip().is_loopback()
+        {
+            w.push(format!(
+                "http.listen = {:?} is not a loopback address: /metrics and /predict have no authentication",
+                self.http.listen
+            ));
+        }
+        w
     }
 
     /// Flow table settings.
@@ -525,6 +603,38 @@ mod tests {
             panic!("{e}")
         };
         assert_eq!(problems.len(), 5, "{problems:#?}");
+    }
+
+    #[test]
+    fn absurd_values_are_problems() {
+        let problems = |t: &str| match parse(t, &p()) {
+            Err(ConfigError::Invalid { problems, .. }) => problems,
+            other => panic!("{other:?}"),
+        };
+        for q in ["9223372036854775807", "1000000000000", "0"] {
+            let v = problems(&format!("[alerts]\nqueue_size = {q}\n"));
+            assert!(v[0].contains("alerts.queue_size"), "{v:?}");
+        }
+        let v = problems("[logging]\nlevel = \"warning\"\n");
+        assert!(v[0].contains("logging.level"), "{v:?}");
+        let v = problems("[flow]\nflow_timeout_s = 1e-300\nactivity_timeout_s = 1e300\n");
+        assert_eq!(v.len(), 2, "{v:?}");
+        for ok in ["warn", "INFO", "flowsentry=debug", "info,flowsentry=trace"] {
+            assert!(log_level_ok(ok), "{ok}");
+        }
+        assert!(!log_level_ok("flowsentry"));
+    }
+
+    #[test]
+    fn warnings_for_odd_but_valid_values() {
+        let c = parse(
+            "[flow]\nflow_timeout_s = 0.5\n[http]\nenabled = true\nlisten = \"0.0.0.0:9108\"\n",
+            &p(),
+        )
+        .unwrap();
+        let w = c.warnings();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(Config::default().warnings().is_empty());
     }
 
     #[test]

@@ -34,6 +34,22 @@ pub enum DaemonError {
     Sink(#[from] SinkError),
     #[error("{0}")]
     Other(String),
+    #[error("refusing to start:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Refused(Vec<String>),
+}
+
+/// The checks `check-config` runs ([`preflight::check`]), run first by `run` and `replay`: any
+/// problem refuses the start with the whole list; warnings are logged.
+fn preflight_or_refuse(cfg: &Config, live: bool) -> Result<(), DaemonError> {
+    let f = preflight::check(cfg, live);
+    for w in &f.warnings {
+        tracing::warn!("{w}");
+    }
+    if f.problems.is_empty() {
+        Ok(())
+    } else {
+        Err(DaemonError::Refused(f.problems))
+    }
 }
 
 /// The scoring half: model, threshold, what to emit.
@@ -205,6 +221,7 @@ pub struct Metrics {
 }
 
 pub mod http;
+pub mod preflight;
 
 /// How fast `replay` feeds packets.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -222,13 +239,21 @@ impl std::str::FromStr for Speed {
             return Ok(Speed::Max);
         }
         match t.parse::<f64>() {
-            Ok(v) if v.is_finite() && v > 0.0 => Ok(Speed::Times(v)),
+            Ok(v) if (MIN_SPEED..=MAX_SPEED).contains(&v) => Ok(Speed::Times(v)),
             _ => Err(format!(
-                "--speed must be max, 1x or a positive multiple like 10, got {s:?}"
+                "--speed must be max, 1x or a multiple from {MIN_SPEED} to {MAX_SPEED} like 10, got {s:?}"
             )),
         }
     }
 }
+
+/// Slowest and fastest `--speed` multiples (a slower replay of a one-hour capture would take
+/// over a year; a faster one is `max`).
+pub const MIN_SPEED: f64 = 0.001;
+pub const MAX_SPEED: f64 = 1_000_000.0;
+
+/// Longest single sleep of a paced replay: a stop signal is seen within it.
+const REPLAY_SLEEP_SLICE: Duration = Duration::from_millis(50);
 
 /// Totals of a run.
 #[derive(Debug, Default)]
@@ -240,6 +265,8 @@ pub struct Summary {
     pub sink_dropped: u64,
     pub sink_failed: u64,
     pub damaged: Option<CaptureError>,
+    /// A stop signal ended a replay before the end of the capture.
+    pub interrupted: bool,
     pub seconds: f64,
 }
 
@@ -260,6 +287,7 @@ impl Summary {
             sink_dropped,
             sink_failed,
             damaged,
+            interrupted: false,
             seconds: started.elapsed().as_secs_f64(),
         }
     }
@@ -319,6 +347,7 @@ pub fn replay(
     speed: Speed,
     control: &Control,
 ) -> Result<Summary, DaemonError> {
+    preflight_or_refuse(cfg, false)?;
     let scorer = Scorer::new(cfg, &format!("replay:{}", path.display()))?;
     let mut src = FileSource::open(path)?;
     let dispatcher = Dispatcher::new(build_sinks(cfg)?, cfg.alerts.queue_size);
@@ -328,18 +357,29 @@ pub fn replay(
     let mut first_ts: Option<i64> = None;
     let mut damaged = None;
     let mut batch = Vec::with_capacity(BATCH);
+    let mut interrupted = false;
     let mut emit = scorer.emitter(&mut batch, &counters, &dispatcher);
     loop {
         if control.stop.load(Ordering::Relaxed) {
+            interrupted = true;
             break;
         }
         match src.next_frame() {
             Ok(Next::Frame(f)) => {
                 if let Speed::Times(k) = speed {
                     let t0 = *first_ts.get_or_insert(f.ts_us);
-                    let due = Duration::from_secs_f64(((f.ts_us - t0).max(0) as f64 / 1e6) / k);
-                    if let Some(wait) = due.checked_sub(started.elapsed()) {
-                        std::thread::sleep(wait);
+                    let secs = (f.ts_us.saturating_sub(t0).max(0) as f64 / 1e6) / k;
+                    let due = Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX);
+                    // Sleep in slices so SIGTERM/SIGINT end a replay waiting through a gap.
+                    while let Some(wait) = due.checked_sub(started.elapsed()) {
+                        if wait.is_zero() || control.stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        std::thread::sleep(wait.min(REPLAY_SLEEP_SLICE));
+                    }
+                    if control.stop.load(Ordering::Relaxed) {
+                        interrupted = true;
+                        break;
                     }
                 }
                 pipe.frame(&f, &mut emit);
@@ -359,7 +399,8 @@ pub fn replay(
         "{}",
         stats_line(&pipe.counters(), &pipe.flow_stats(), &counters, &dispatcher)
     );
-    let summary = Summary::new(&pipe, &counters, &dispatcher, damaged, started);
+    let mut summary = Summary::new(&pipe, &counters, &dispatcher, damaged, started);
+    summary.interrupted = interrupted;
     dispatcher.shutdown();
     Ok(summary)
 }
@@ -375,6 +416,7 @@ pub fn run(
     config_path: Option<PathBuf>,
     control: Arc<Control>,
 ) -> Result<Summary, DaemonError> {
+    preflight_or_refuse(&cfg, true)?;
     let iface = cfg.capture.interface.clone();
     let mut scorer = Scorer::new(&cfg, &iface)?;
     let dispatcher = Dispatcher::new(build_sinks(&cfg)?, cfg.alerts.queue_size);

@@ -28,3 +28,4 @@ pub mod features;
 pub mod flow;
 pub mod forest;
 pub mod pipeline;
+pub mod readfile;

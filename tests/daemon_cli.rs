@@ -150,9 +150,10 @@ fn sigterm_during_replay_scores_open_flows() {
     let rc = unsafe_free_kill(child.id(), "TERM");
     assert!(rc, "kill -TERM failed");
     let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "a replay cut short exits 3: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let ev = events(&out.stdout);
@@ -174,4 +175,287 @@ fn unsafe_free_kill(pid: u32, sig: &str) -> bool {
         .status()
         .map(|s| s.success())
         .unwrap_or(false)
+}
+
+/// A classic pcap of UDP frames at the given times (µs since the epoch).
+fn udp_pcap(path: &Path, times_us: &[i64]) {
+    let mut b = Vec::new();
+    for v in [0xa1b2_c3d4u32, 0x0004_0002, 0, 0, 65535, 1] {
+        if v == 0x0004_0002 {
+            b.extend_from_slice(&2u16.to_le_bytes());
+            b.extend_from_slice(&4u16.to_le_bytes());
+        } else {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    let mut frame = vec![0u8; 12];
+    frame.extend_from_slice(&[0x08, 0x00]);
+    frame.extend_from_slice(&[
+        0x45, 0, 0, 29, 0, 1, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+    ]);
+    frame.extend_from_slice(&[0x30, 0x39, 0x00, 0x35, 0, 9, 0, 0, 0x61]);
+    for t in times_us {
+        b.extend_from_slice(&((t / 1_000_000) as u32).to_le_bytes());
+        b.extend_from_slice(&((t % 1_000_000) as u32).to_le_bytes());
+        b.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        b.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        b.extend_from_slice(&frame);
+    }
+    std::fs::write(path, b).unwrap();
+}
+
+fn wait_timeout(
+    child: &mut std::process::Child,
+    limit: Duration,
+) -> Option<std::process::ExitStatus> {
+    let t = std::time::Instant::now();
+    while t.elapsed() < limit {
+        if let Some(st) = child.try_wait().unwrap() {
+            return Some(st);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+#[test]
+fn sigterm_during_a_long_gap_ends_replay_at_once_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("gap.pcap");
+    // Two packets an hour apart: at 1x the replay sleeps through the gap.
+    udp_pcap(&pcap, &[1_500_000_000_000_000, 1_500_003_600_000_000]);
+    let mut child = Command::new(bin())
+        .args(["replay", "--speed", "1x"])
+        .arg(&pcap)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(unsafe_free_kill(child.id(), "TERM"));
+    let st = wait_timeout(&mut child, Duration::from_secs(3));
+    let st = st.expect("replay did not stop within 3 s of SIGTERM");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(st.code(), Some(3), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+}
+
+#[test]
+fn absurd_speed_is_refused_not_a_panic() {
+    for speed in ["1e-300", "1e300", "0", "-1", "nan"] {
+        let out = Command::new(bin())
+            .arg("replay")
+            .arg(format!("--speed={speed}"))
+            .arg(sqlinj())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{speed}: {err}");
+        assert!(err.contains("--speed"), "{speed}: {err}");
+        assert!(!err.contains("panicked"), "{speed}: {err}");
+    }
+}
+
+#[test]
+fn fifo_and_device_paths_are_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let cfg_dev = write_config(dir.path(), "[model]\npath = \"/dev/zero\"\n");
+    let cfg_fifo = dir.path().join("fifo-model.toml");
+    std::fs::write(&cfg_fifo, format!("[model]\npath = {fifo:?}\n")).unwrap();
+    let runs: Vec<Vec<std::ffi::OsString>> = vec![
+        vec!["check-config".into(), fifo.clone().into()],
+        vec!["check-config".into(), "/dev/zero".into()],
+        vec!["check-config".into(), cfg_dev.clone().into()],
+        vec!["check-config".into(), cfg_fifo.clone().into()],
+        vec![
+            "replay".into(),
+            "--config".into(),
+            cfg_fifo.into(),
+            sqlinj().into(),
+        ],
+        vec![
+            "replay".into(),
+            "--config".into(),
+            cfg_dev.into(),
+            sqlinj().into(),
+        ],
+    ];
+    for args in runs {
+        let mut child = Command::new(bin())
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let st = wait_timeout(&mut child, Duration::from_secs(10));
+        let st = st.unwrap_or_else(|| panic!("{args:?} hung"));
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        assert_eq!(st.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains("not a regular file"), "{args:?}: {err}");
+    }
+}
+
+/// The shipped model with one field changed.
+fn model_with(dir: &Path, name: &str, key: &str, value: serde_json::Value) -> PathBuf {
+    let text = std::fs::read_to_string(root().join("model/forest.json")).unwrap();
+    let mut m: serde_json::Value = serde_json::from_str(&text).unwrap();
+    m[key] = value;
+    let p = dir.join(name);
+    std::fs::write(&p, m.to_string()).unwrap();
+    p
+}
+
+#[test]
+fn check_config_refuses_what_run_refuses_and_lists_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = model_with(dir.path(), "m.json", "threshold", serde_json::json!(1.5));
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "[capture]\nbpf_filter = \"tcp port eighty\"\n[model]\npath = {model:?}\n[alerts]\nqueue_size = 9223372036854775807\n[logging]\nlevel = \"warning\"\n[[alerts.sinks]]\ntype = \"json\"\npath = {:?}\n[[alerts.sinks]]\ntype = \"syslog\"\naddress = \"/nonexistent/log\"\n",
+            dir.path()
+        ),
+    );
+    let out = Command::new(bin())
+        .arg("check-config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    for needle in [
+        "6 problems",
+        "bpf_filter",
+        "threshold 1.5",
+        "alerts.queue_size",
+        "logging.level",
+        "is a directory",
+        "/nonexistent/log",
+    ] {
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+    // max_samples = 1 is refused by the loader, so by check-config and by replay alike.
+    let model = model_with(dir.path(), "m1.json", "max_samples", serde_json::json!(1));
+    let cfg = write_config(dir.path(), &format!("[model]\npath = {model:?}\n"));
+    for args in [vec!["check-config"], vec!["replay", "--config"]] {
+        let mut c = Command::new(bin());
+        c.args(&args).arg(&cfg);
+        if args[0] == "replay" {
+            c.arg(sqlinj());
+        }
+        let out = c.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?} {err}");
+        assert!(err.contains("max_samples"), "{args:?} {err}");
+    }
+}
+
+#[test]
+fn check_config_warns_on_open_http_and_tiny_timeouts() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = root().join("model/forest.json");
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "[model]\npath = {model:?}\n[flow]\nflow_timeout_s = 0.01\n[http]\nenabled = true\nlisten = \"0.0.0.0:9108\"\n"
+        ),
+    );
+    let out = Command::new(bin())
+        .arg("check-config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("warning: http.listen"), "{err}");
+    assert!(err.contains("warning: flow.flow_timeout_s"), "{err}");
+}
+
+#[test]
+fn replay_without_config_says_which_and_uses_the_shipped_one() {
+    let out = Command::new(bin())
+        .arg("replay")
+        .arg(sqlinj())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let shipped = root().join("config/flowsentry.toml");
+    assert!(
+        err.contains(&format!("replay config: {} (shipped", shipped.display())),
+        "{err}"
+    );
+}
+
+#[test]
+fn flows_output_is_untouched_when_the_input_is_bad() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_csv = dir.path().join("flows.csv");
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "not a capture").unwrap();
+    for input in [
+        dir.path().join("missing.pcap"),
+        dir.path().to_path_buf(),
+        text.clone(),
+    ] {
+        std::fs::write(&out_csv, "precious\n").unwrap();
+        let out = Command::new(bin())
+            .arg("flows")
+            .arg(&input)
+            .arg("-o")
+            .arg(&out_csv)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{}", input.display());
+        assert_eq!(std::fs::read_to_string(&out_csv).unwrap(), "precious\n");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 2, "a temporary file was left behind");
+    }
+    let out = Command::new(bin())
+        .arg("flows")
+        .arg(sqlinj())
+        .arg("-o")
+        .arg(&out_csv)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        std::fs::read_to_string(&out_csv).unwrap().lines().count(),
+        10
+    );
+}
+
+#[test]
+fn closed_stdout_is_not_an_error_and_causes_are_said_once() {
+    let mut child = Command::new(bin())
+        .arg("flows")
+        .arg(sqlinj())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // like `| head` that has finished
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("Broken pipe"), "{err}");
+
+    let out = Command::new(bin())
+        .args(["check-config", "/nonexistent/flowsentry.toml"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("os error 2").count(), 1, "{err}");
 }

@@ -52,8 +52,46 @@ pub enum CaptureError {
         offset: Option<u64>,
         msg: String,
     },
+    #[error(
+        "{path}: a valid pcapng that libpcap cannot read past {frames} frames: {msg}; split it into one file per interface (e.g. `tshark -r IN -Y frame.interface_id==0 -w OUT`)"
+    )]
+    Unreadable {
+        path: PathBuf,
+        frames: u64,
+        msg: String,
+    },
     #[error("interface {iface}: {msg}")]
     Live { iface: String, msg: String },
+}
+
+/// libpcap's words for a pcapng that is well formed but uses what it does not support (several
+/// interfaces of different link types or snap lengths, unknown timestamp resolution, versions).
+fn pcapng_unsupported(msg: &str) -> bool {
+    [
+        "different from the type of the first interface",
+        "different from the snapshot length",
+        "not supported",
+        "unsupported",
+        "unknown time stamp",
+    ]
+    .iter()
+    .any(|p| msg.contains(p))
+}
+
+/// A live-capture error with what to do when it is a missing privilege.
+fn live_error(iface: &str, msg: String) -> CaptureError {
+    let lower = msg.to_ascii_lowercase();
+    let msg = if lower.contains("operation not permitted") || lower.contains("permission denied") {
+        format!(
+            "{msg} (capturing needs CAP_NET_RAW: run as root, through the systemd unit, or after `setcap cap_net_raw+ep` on the binary)"
+        )
+    } else {
+        msg
+    };
+    CaptureError::Live {
+        iface: iface.into(),
+        msg,
+    }
 }
 
 /// A libpcap packet as a [`Frame`].
@@ -160,6 +198,13 @@ impl FileSource {
                 Ok(Next::Frame(frame(&p, self.linktype)))
             }
             Err(pcap::Error::NoMorePackets) => Ok(Next::End),
+            Err(e) if self.format == FileFormat::PcapNg && pcapng_unsupported(&e.to_string()) => {
+                Err(CaptureError::Unreadable {
+                    path: self.path.clone(),
+                    frames: self.frames,
+                    msg: e.to_string(),
+                })
+            }
             Err(e) => Err(CaptureError::Damaged {
                 path: self.path.clone(),
                 frames: self.frames,
@@ -222,10 +267,7 @@ pub struct LiveSource {
 impl LiveSource {
     /// Opens the interface (needs CAP_NET_RAW) and applies the BPF filter.
     pub fn open(o: &LiveOptions) -> Result<LiveSource, CaptureError> {
-        let err = |e: pcap::Error| CaptureError::Live {
-            iface: o.interface.clone(),
-            msg: e.to_string(),
-        };
+        let err = |e: pcap::Error| live_error(&o.interface, e.to_string());
         let mut cap = pcap::Capture::from_device(o.interface.as_str())
             .map_err(err)?
             .promisc(o.promiscuous)
@@ -316,6 +358,69 @@ mod tests {
             .err()
             .unwrap();
         assert!(matches!(e, CaptureError::Open { .. }), "{e}");
+    }
+
+    #[test]
+    fn missing_privilege_names_cap_net_raw() {
+        let e = live_error("eth0", "socket: Operation not permitted".into()).to_string();
+        assert!(e.contains("CAP_NET_RAW"), "{e}");
+        let e = live_error("eth0", "No such device exists".into()).to_string();
+        assert!(!e.contains("CAP_NET_RAW"), "{e}");
+    }
+
+    /// A pcapng block: type, total length, body (padded to 4), total length.
+    fn block(kind: u32, body: &[u8]) -> Vec<u8> {
+        let pad = (4 - body.len() % 4) % 4;
+        let len = (12 + body.len() + pad) as u32;
+        let mut b = Vec::new();
+        b.extend_from_slice(&kind.to_le_bytes());
+        b.extend_from_slice(&len.to_le_bytes());
+        b.extend_from_slice(body);
+        b.extend(std::iter::repeat_n(0u8, pad));
+        b.extend_from_slice(&len.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn pcapng_with_two_link_types_is_unreadable_not_damaged() {
+        let mut shb = Vec::new();
+        shb.extend_from_slice(&0x1A2B_3C4Du32.to_le_bytes());
+        shb.extend_from_slice(&1u16.to_le_bytes());
+        shb.extend_from_slice(&0u16.to_le_bytes());
+        shb.extend_from_slice(&(-1i64).to_le_bytes());
+        let idb = |lt: u16| {
+            let mut b = lt.to_le_bytes().to_vec();
+            b.extend_from_slice(&[0, 0]);
+            b.extend_from_slice(&65535u32.to_le_bytes());
+            block(1, &b)
+        };
+        let epb = |ifc: u32| {
+            let frame = [0u8; 60];
+            let mut b = Vec::new();
+            for v in [ifc, 0, 0, 60, 60] {
+                b.extend_from_slice(&v.to_le_bytes());
+            }
+            b.extend_from_slice(&frame);
+            block(6, &b)
+        };
+        let mut file = block(0x0A0D_0D0A, &shb);
+        file.extend(idb(1));
+        file.extend(epb(0));
+        file.extend(idb(101));
+        file.extend(epb(1));
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(&file).unwrap();
+        let mut src = FileSource::open(f.path()).unwrap();
+        assert!(matches!(src.next_frame(), Ok(Next::Frame(_))));
+        let e = loop {
+            match src.next_frame() {
+                Ok(Next::Frame(_)) => continue,
+                Ok(_) => panic!("read to the end"),
+                Err(e) => break e,
+            }
+        };
+        assert!(matches!(e, CaptureError::Unreadable { .. }), "{e}");
+        assert!(!e.to_string().contains("damaged"), "{e}");
     }
 
     #[test]

@@ -71,9 +71,45 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The config `replay` uses. Without `--config`: the shipped reference config (stdout sink);
+/// if it is not there (an installed binary), the installed config with its sinks replaced by
+/// stdout. A replay never writes test alerts into an installed sensor's files or collectors.
+fn replay_config(path: Option<PathBuf>) -> anyhow::Result<(Config, String)> {
+    if let Some(p) = path {
+        let cfg = config::load(&p)?;
+        return Ok((cfg, p.display().to_string()));
+    }
+    let shipped = config::shipped_path();
+    if shipped.is_file() {
+        let cfg = config::load(&shipped)?;
+        return Ok((
+            cfg,
+            format!("{} (shipped; --config to choose)", shipped.display()),
+        ));
+    }
+    let installed = config::installed_path();
+    if installed.exists() {
+        let mut cfg = config::load(&installed)?;
+        cfg.alerts.sinks = vec![config::SinkConfig::Stdout(Default::default())];
+        return Ok((
+            cfg,
+            format!(
+                "{} with its sinks replaced by stdout (--config to use its sinks)",
+                installed.display()
+            ),
+        ));
+    }
+    anyhow::bail!(
+        "no config: {} and {} are missing; pass --config FILE",
+        shipped.display(),
+        installed.display()
+    )
+}
+
 pub fn replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     let speed: Speed = a.speed.parse().map_err(anyhow::Error::msg)?;
-    let (cfg, _) = load(a.config)?;
+    let (cfg, which) = replay_config(a.config)?;
+    eprintln!("flowsentry: replay config: {which}");
     init_logging(&cfg);
     let control = Arc::new(Control::default());
     // Ctrl-C and SIGTERM end a slow replay cleanly (open flows are still scored).
@@ -94,20 +130,51 @@ pub fn replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         eprintln!("flowsentry: warning: {d}; every flow read before it was scored");
         return Ok(ExitCode::from(2));
     }
+    if s.interrupted {
+        eprintln!(
+            "flowsentry: replay interrupted by a signal after {} packets, before the end of {}; the flows read so far were scored",
+            s.packets.frames,
+            a.capture.display()
+        );
+        return Ok(ExitCode::from(EXIT_INTERRUPTED));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
+/// Exit code of a replay cut short by SIGTERM/SIGINT (2 is a damaged capture).
+pub const EXIT_INTERRUPTED: u8 = 3;
+
+/// Builds everything `run` builds short of opening the interface (config values, model, BPF
+/// filter, sinks) and lists every problem at once.
 pub fn check_config(a: CheckConfigArgs) -> anyhow::Result<ExitCode> {
-    let cfg = config::load(&a.file)?;
-    let model = flowsentry::forest::Model::load(&cfg.model.path)?;
+    let (cfg, mut problems) = config::load_unchecked(&a.file)?;
+    let found = daemon::preflight::check(&cfg, true);
+    problems.extend(found.problems);
+    for w in &found.warnings {
+        eprintln!("{}: warning: {w}", a.file.display());
+    }
+    if !problems.is_empty() {
+        eprintln!(
+            "{}: invalid, {} problem{}:",
+            a.file.display(),
+            problems.len(),
+            if problems.len() == 1 { "" } else { "s" }
+        );
+        for p in &problems {
+            eprintln!("  - {p}");
+        }
+        return Ok(ExitCode::FAILURE);
+    }
     print!("{}", cfg.to_toml());
-    eprintln!(
-        "{}: valid; model {} loads ({} trees, {} features, threshold {})",
-        a.file.display(),
-        cfg.model.path.display(),
-        model.trees(),
-        model.features().len(),
-        cfg.model.threshold.unwrap_or(model.threshold())
-    );
+    if let Some(model) = found.model {
+        eprintln!(
+            "{}: valid; model {} loads ({} trees, {} features, threshold {})",
+            a.file.display(),
+            cfg.model.path.display(),
+            model.trees(),
+            model.features().len(),
+            cfg.model.threshold.unwrap_or(model.threshold())
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -106,10 +106,15 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     if let Some(runs) = a.bench {
         return bench(&a, cfg, runs.max(1));
     }
-    let out: Box<dyn Write> = match &a.output {
-        Some(p) => {
-            Box::new(File::create(p).with_context(|| format!("cannot create {}", p.display()))?)
-        }
+    // A file output is written to a temporary file beside it and renamed over it only when the
+    // input was read: a missing, unreadable or unsupported input leaves an existing FILE as it was.
+    let mut temp = a.output.as_deref().map(TempOutput::new).transpose()?;
+    let out: Box<dyn Write> = match &temp {
+        Some(t) => Box::new(
+            t.file
+                .try_clone()
+                .with_context(|| format!("cannot create {}", t.temp.display()))?,
+        ),
         None => Box::new(io::stdout().lock()),
     };
     let mut w = CsvWriter::new(
@@ -145,6 +150,9 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     }
     let rows = w.rows();
     w.finish().context("writing the CSV")?;
+    if let Some(t) = temp.take() {
+        t.commit()?;
+    }
     eprintln!(
         "{}",
         summary_line(&a.capture, &summary, rows, started.elapsed().as_secs_f64())
@@ -154,6 +162,59 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(2));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `FILE` being written as `.FILE.PID.tmp` in the same folder; removed unless committed.
+struct TempOutput {
+    file: File,
+    temp: PathBuf,
+    target: PathBuf,
+    committed: bool,
+}
+
+impl TempOutput {
+    fn new(target: &std::path::Path) -> anyhow::Result<TempOutput> {
+        let name = target
+            .file_name()
+            .with_context(|| format!("{}: not a file name", target.display()))?;
+        let temp = target.with_file_name(format!(
+            ".{}.{}.tmp",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        let file =
+            File::create(&temp).with_context(|| format!("cannot create {}", temp.display()))?;
+        Ok(TempOutput {
+            file,
+            temp,
+            target: target.into(),
+            committed: false,
+        })
+    }
+
+    /// Flushes to disk and renames over the target.
+    fn commit(mut self) -> anyhow::Result<()> {
+        self.file
+            .sync_all()
+            .with_context(|| format!("writing {}", self.temp.display()))?;
+        std::fs::rename(&self.temp, &self.target).with_context(|| {
+            format!(
+                "cannot rename {} to {}",
+                self.temp.display(),
+                self.target.display()
+            )
+        })?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for TempOutput {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+    }
 }
 
 fn progress_bar() -> Option<indicatif::ProgressBar> {

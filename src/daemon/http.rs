@@ -60,7 +60,7 @@ async fn handle(mut sock: TcpStream, m: &Metrics) -> std::io::Result<()> {
             break (p + 4, len);
         }
     };
-    if head_end + body_len > MAX_REQUEST_BYTES {
+    if head_end.saturating_add(body_len) > MAX_REQUEST_BYTES {
         return respond(
             &mut sock,
             "413 Payload Too Large",
@@ -299,6 +299,30 @@ mod tests {
                 .unwrap_err()
                 .contains("Flow Duration")
         );
+    }
+
+    /// A request sent to a served endpoint, the response read to the end.
+    async fn exchange(m: Metrics, request: &[u8]) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve(listener, Arc::new(m)));
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(request).await.unwrap();
+        let mut out = Vec::new();
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut out)).await;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[tokio::test]
+    async fn huge_content_length_is_refused_not_a_panic() {
+        let r = exchange(
+            metrics(),
+            b"POST /predict HTTP/1.1\r\nhost: x\r\ncontent-length: 18446744073709551615\r\n\r\n{}",
+        )
+        .await;
+        assert!(r.starts_with("HTTP/1.1 413"), "{r:?}");
     }
 
     #[test]

@@ -292,14 +292,8 @@ impl Model {
             path: path.into(),
             source,
         };
-        let size = std::fs::metadata(path).map_err(io)?.len();
-        if size > MAX_MODEL_BYTES {
-            return Err(ModelError::TooLarge {
-                path: path.into(),
-                size,
-            });
-        }
-        let text = std::fs::read_to_string(path).map_err(io)?;
+        // Regular files only, read with a hard limit: a FIFO or /dev/zero is refused at once.
+        let text = crate::readfile::read_regular(path, MAX_MODEL_BYTES).map_err(io)?;
         let file: ModelFile = serde_json::from_str(&text).map_err(|e| ModelError::Parse {
             path: path.into(),
             msg: e.to_string(),
@@ -350,11 +344,23 @@ impl Model {
                 file.trees.len()
             ));
         }
-        if file.max_samples < 1 || file.max_samples > u64::from(u32::MAX) {
-            return Err(format!("max_samples {} out of range", file.max_samples));
+        // One sample per tree gives c(1) = 0: every score would be 2^(-x/0).
+        if file.max_samples < 2 || file.max_samples > u64::from(u32::MAX) {
+            return Err(format!(
+                "max_samples {} out of range (2 to {})",
+                file.max_samples,
+                u32::MAX
+            ));
         }
-        if !file.offset.is_finite() || !file.threshold.is_finite() {
-            return Err("offset and threshold must be finite".into());
+        if !file.offset.is_finite() {
+            return Err("offset must be finite".into());
+        }
+        // Scores lie in (0, 1]: a threshold outside (0, 1) alerts on every flow or on none.
+        if !(file.threshold > 0.0 && file.threshold < 1.0) {
+            return Err(format!(
+                "threshold {} must be in (0, 1) (scores lie in (0, 1])",
+                file.threshold
+            ));
         }
         let total: usize = file.trees.iter().map(|t| t.feature.len()).sum();
         if total > MAX_TOTAL_NODES {
