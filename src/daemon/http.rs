@@ -1,131 +1,144 @@
 //! The optional HTTP endpoint (off by default, loopback by default): `GET /metrics` in
 //! Prometheus text format and `POST /predict`, which scores one JSON flow record
-//! (`{"Flow Duration": 123, ...}`, either spelling of each feature name).
+//! (`{"Flow Duration": 123, ...}`, either spelling of each feature name). HTTP/1.1 is hyper's,
+//! with [`Limits`] on connections, header and body size and time.
 
+use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use super::Metrics;
 use crate::features::Feature;
 
-/// Largest request accepted (headers and body).
-const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// What one client may take from the endpoint.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Connections served at once; more wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// Request line and headers (hyper's read buffer; it answers 431 beyond).
+    pub max_header_bytes: usize,
+    /// `/predict` body (413 beyond, also when Content-Length announces more).
+    pub max_body_bytes: usize,
+    /// Time to send the request line and headers.
+    pub header_timeout: Duration,
+    /// Time for a whole connection, request to response.
+    pub connection_timeout: Duration,
+}
 
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_connections: 64,
+            max_header_bytes: 16 * 1024,
+            max_body_bytes: 64 * 1024,
+            header_timeout: Duration::from_secs(5),
+            connection_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Pause after a failed accept (out of file descriptors): the loop never spins.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Serves `/metrics` and `/predict` with the default [`Limits`].
 pub async fn serve(listener: TcpListener, m: Arc<Metrics>) {
+    serve_with(listener, m, Limits::default()).await
+}
+
+/// HTTP/1.1 on hyper, one connection per task, one request per connection.
+pub async fn serve_with(listener: TcpListener, m: Arc<Metrics>, limits: Limits) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     loop {
-        let Ok((sock, _)) = listener.accept().await else {
-            continue;
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let sock = match listener.accept().await {
+            Ok((sock, _)) => sock,
+            Err(e) => {
+                tracing::warn!("http: accept failed: {e}; pausing");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
         };
         let m = m.clone();
         tokio::spawn(async move {
-            let _ =
-                tokio::time::timeout(std::time::Duration::from_secs(10), handle(sock, &m)).await;
+            let service = hyper::service::service_fn(move |req| {
+                let m = m.clone();
+                async move { Ok::<_, Infallible>(route(req, &m, limits).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .max_buf_size(limits.max_header_bytes.max(8192))
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(sock), service);
+            let _ = tokio::time::timeout(limits.connection_timeout, conn).await;
+            drop(permit);
         });
     }
 }
 
-async fn handle(mut sock: TcpStream, m: &Metrics) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 4096];
-    let (head_end, body_len) = loop {
-        let n = sock.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if buf.len() > MAX_REQUEST_BYTES {
-            return respond(
-                &mut sock,
-                "413 Payload Too Large",
-                "text/plain",
-                "request too large\n",
-            )
-            .await;
-        }
-        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..p]).to_string();
-            let len = head
-                .lines()
-                .find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.trim()
-                        .eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse::<usize>().ok())?
-                })
-                .unwrap_or(0);
-            break (p + 4, len);
-        }
-    };
-    if head_end.saturating_add(body_len) > MAX_REQUEST_BYTES {
-        return respond(
-            &mut sock,
-            "413 Payload Too Large",
-            "text/plain",
-            "request too large\n",
-        )
-        .await;
-    }
-    while buf.len() < head_end + body_len {
-        let n = sock.read(&mut chunk).await?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let request_line = String::from_utf8_lossy(&buf[..head_end])
-        .lines()
-        .next()
-        .unwrap_or("")
-        .to_string();
-    let mut parts = request_line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let body = &buf[head_end..(head_end + body_len).min(buf.len())];
-    match (method, path) {
-        ("GET", "/metrics") => {
-            respond(
-                &mut sock,
-                "200 OK",
-                "text/plain; version=0.0.4",
-                &metrics_text(m),
-            )
-            .await
-        }
-        ("POST", "/predict") => match predict(body, m) {
-            Ok(j) => respond(&mut sock, "200 OK", "application/json", &j).await,
-            Err(e) => {
-                let j = serde_json::json!({ "error": e }).to_string();
-                respond(&mut sock, "400 Bad Request", "application/json", &j).await
-            }
-        },
-        _ => {
-            respond(
-                &mut sock,
-                "404 Not Found",
-                "text/plain",
-                "GET /metrics or POST /predict\n",
-            )
-            .await
-        }
-    }
+fn reply(status: StatusCode, ctype: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
+    r
 }
 
-async fn respond(
-    sock: &mut TcpStream,
-    status: &str,
-    ctype: &str,
-    body: &str,
-) -> std::io::Result<()> {
-    let head = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    );
-    sock.write_all(head.as_bytes()).await?;
-    sock.write_all(body.as_bytes()).await?;
-    sock.shutdown().await
+async fn route(req: Request<Incoming>, m: &Metrics, limits: Limits) -> Response<Full<Bytes>> {
+    match (req.method(), req.uri().path()) {
+        (&Method::GET, "/metrics") => {
+            reply(StatusCode::OK, "text/plain; version=0.0.4", metrics_text(m))
+        }
+        (&Method::POST, "/predict") => {
+            let announced = req
+                .headers()
+                .get(CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            let too_large = || {
+                reply(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "text/plain",
+                    format!("request body over {} bytes\n", limits.max_body_bytes),
+                )
+            };
+            if announced.is_some_and(|n| n > limits.max_body_bytes as u64) {
+                return too_large();
+            }
+            let body = match Limited::new(req.into_body(), limits.max_body_bytes)
+                .collect()
+                .await
+            {
+                Ok(b) => b.to_bytes(),
+                Err(_) => return too_large(),
+            };
+            match predict(&body, m) {
+                Ok(j) => reply(StatusCode::OK, "application/json", j),
+                Err(e) => reply(
+                    StatusCode::BAD_REQUEST,
+                    "application/json",
+                    serde_json::json!({ "error": e }).to_string(),
+                ),
+            }
+        }
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "GET /metrics or POST /predict\n".into(),
+        ),
+    }
 }
 
 /// Scores one JSON flow: features the model uses but the request lacks count as 0 and are
@@ -301,28 +314,110 @@ mod tests {
         );
     }
 
-    /// A request sent to a served endpoint, the response read to the end.
-    async fn exchange(m: Metrics, request: &[u8]) -> String {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    async fn start(limits: Limits) -> std::net::SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(serve(listener, Arc::new(m)));
+        tokio::spawn(serve_with(listener, Arc::new(metrics()), limits));
+        addr
+    }
+
+    /// A request sent to a served endpoint, the response read to the end (at most 5 s).
+    async fn send(addr: std::net::SocketAddr, request: &[u8]) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        s.write_all(request).await.unwrap();
+        let _ = s.write_all(request).await;
         let mut out = Vec::new();
-        let _ =
-            tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut out)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
         String::from_utf8_lossy(&out).into_owned()
+    }
+
+    async fn exchange(request: &[u8]) -> String {
+        send(start(Limits::default()).await, request).await
     }
 
     #[tokio::test]
     async fn huge_content_length_is_refused_not_a_panic() {
-        let r = exchange(
-            metrics(),
+        let addr = start(Limits::default()).await;
+        // hyper refuses 2^64-1 as a length (431); a large but valid length is ours to refuse.
+        let r = send(
+            addr,
             b"POST /predict HTTP/1.1\r\nhost: x\r\ncontent-length: 18446744073709551615\r\n\r\n{}",
         )
         .await;
+        assert!(r.starts_with("HTTP/1.1 4"), "{r:?}");
+        let r = send(
+            addr,
+            b"POST /predict HTTP/1.1\r\nhost: x\r\ncontent-length: 1000000000\r\n\r\n{}",
+        )
+        .await;
         assert!(r.starts_with("HTTP/1.1 413"), "{r:?}");
+        let r = send(addr, b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n").await;
+        assert!(r.starts_with("HTTP/1.1 200"), "still serving: {r:?}");
+    }
+
+    #[tokio::test]
+    async fn predict_and_metrics_over_http() {
+        let body = br#"{"Flow Duration": 5006912}"#;
+        let req = format!(
+            "POST /predict HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        let r = exchange(&[req.as_bytes(), body].concat()).await;
+        assert!(r.starts_with("HTTP/1.1 200"), "{r:?}");
+        assert!(r.contains("\"anomaly_score\""), "{r:?}");
+        let r = exchange(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n").await;
+        assert!(r.starts_with("HTTP/1.1 200"), "{r:?}");
+        assert!(r.contains("flowsentry_alerts_total 3\n"), "{r:?}");
+        let r = exchange(b"GET /nothing HTTP/1.1\r\nhost: x\r\n\r\n").await;
+        assert!(r.starts_with("HTTP/1.1 404"), "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn bare_lf_request_is_answered_at_once() {
+        let t = std::time::Instant::now();
+        let r = exchange(b"GET /metrics HTTP/1.1\nhost: x\n\n").await;
+        assert!(r.starts_with("HTTP/1.1 200"), "{r:?}");
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    }
+
+    #[tokio::test]
+    async fn oversized_headers_and_bodies_are_refused() {
+        let big = format!(
+            "GET /metrics HTTP/1.1\r\nhost: x\r\nx-pad: {}\r\n\r\n",
+            "a".repeat(64 * 1024)
+        );
+        let r = exchange(big.as_bytes()).await;
+        assert!(r.starts_with("HTTP/1.1 431"), "{:?}", &r[..r.len().min(80)]);
+        let body = "1".repeat(70 * 1024);
+        let req = format!(
+            "POST /predict HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+            body.len()
+        );
+        let r = exchange(req.as_bytes()).await;
+        assert!(r.starts_with("HTTP/1.1 413"), "{:?}", &r[..r.len().min(80)]);
+    }
+
+    #[tokio::test]
+    async fn slow_clients_cannot_hold_the_endpoint() {
+        let limits = Limits {
+            max_connections: 4,
+            header_timeout: Duration::from_millis(300),
+            connection_timeout: Duration::from_millis(800),
+            ..Limits::default()
+        };
+        let addr = start(limits).await;
+        // Twice the connection limit of clients that send half a request line and stall.
+        let mut idle = Vec::new();
+        for _ in 0..8 {
+            use tokio::io::AsyncWriteExt;
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"GET /met").await.unwrap();
+            idle.push(s);
+        }
+        let t = std::time::Instant::now();
+        let r = send(addr, b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n").await;
+        assert!(r.starts_with("HTTP/1.1 200"), "{r:?}");
+        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
     }
 
     #[test]
