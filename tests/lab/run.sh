@@ -93,6 +93,10 @@ ip -n $NS_SW link set fs-br up
 for pair in att:$NS_ATT vic:$NS_VIC cli:$NS_CLI; do
   n=${pair%%:*} ns=${pair#*:}
   ip link add "${n}0" netns "$ns" type veth peer name "p-$n" netns $NS_SW
+  # one MSS per packet, as on a wire: without this the sensor sees the senders' TSO/GSO
+  # super-packets (up to 64 KB), which no span port delivers (sensors turn GRO/LRO off)
+  ip -n "$ns" link set "${n}0" gso_max_segs 1
+  ip -n $NS_SW link set "p-$n" gso_max_segs 1
   ip -n $NS_SW link set "p-$n" master fs-br up
   ip -n "$ns" link set "${n}0" up
 done
