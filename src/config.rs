@@ -101,7 +101,16 @@ pub struct AlertsSection {
     pub queue_size: usize,
     /// Features listed in each alert's `top_features`.
     pub top_features: usize,
+    /// On stop, time the sinks get to deliver what is queued; the rest is counted abandoned.
+    pub shutdown_timeout_s: f64,
     pub sinks: Vec<SinkConfig>,
+}
+
+impl AlertsSection {
+    /// `shutdown_timeout_s` as a duration (0 when invalid; validation refuses that earlier).
+    pub fn shutdown_timeout(&self) -> std::time::Duration {
+        std::time::Duration::try_from_secs_f64(self.shutdown_timeout_s).unwrap_or_default()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -230,6 +239,7 @@ impl Default for AlertsSection {
             flow_events: false,
             queue_size: 10_000,
             top_features: 5,
+            shutdown_timeout_s: 10.0,
             sinks: vec![SinkConfig::Stdout(StdoutSinkConfig {})],
         }
     }
@@ -348,6 +358,8 @@ const SINK_TRANSPORTS: [&str; 3] = ["unix", "udp", "tcp"];
 
 /// Largest `alerts.queue_size`: each sink's queue is allocated up front (24 bytes a slot).
 pub const MAX_QUEUE_SIZE: usize = 1_000_000;
+/// Longest `alerts.shutdown_timeout_s` (systemd's TimeoutStopSec must exceed it).
+pub const MAX_SHUTDOWN_TIMEOUT_S: f64 = 600.0;
 /// Flow timeouts below a millisecond or above a year are refused.
 pub const MIN_TIMEOUT_S: f64 = 0.001;
 pub const MAX_TIMEOUT_S: f64 = 31_536_000.0;
@@ -427,6 +439,12 @@ impl Config {
             p.push(format!(
                 "alerts.queue_size must be 1 to {MAX_QUEUE_SIZE} events, got {}",
                 a.queue_size
+            ));
+        }
+        if !(0.0..=MAX_SHUTDOWN_TIMEOUT_S).contains(&a.shutdown_timeout_s) {
+            p.push(format!(
+                "alerts.shutdown_timeout_s must be 0 to {MAX_SHUTDOWN_TIMEOUT_S} seconds, got {}",
+                a.shutdown_timeout_s
             ));
         }
         if a.sinks.is_empty() {

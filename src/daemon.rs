@@ -191,6 +191,10 @@ pub fn start_io(
             signal(SignalKind::interrupt()).map_err(|e| DaemonError::Other(e.to_string()))?;
         let mut hup =
             signal(SignalKind::hangup()).map_err(|e| DaemonError::Other(e.to_string()))?;
+        // A file-size limit (ulimit -f) must fail the write (EFBIG, counted by the sink), not
+        // kill the sensor: SIGXFSZ is caught and ignored.
+        let mut xfsz = signal(SignalKind::from_raw(libc::SIGXFSZ))
+            .map_err(|e| DaemonError::Other(e.to_string()))?;
         let c = control.clone();
         tokio::spawn(async move {
             loop {
@@ -198,6 +202,7 @@ pub fn start_io(
                     _ = term.recv() => { c.stop.store(true, Ordering::SeqCst); }
                     _ = int.recv() => { c.stop.store(true, Ordering::SeqCst); }
                     _ = hup.recv() => { c.reload.store(true, Ordering::SeqCst); }
+                    _ = xfsz.recv() => {}
                 }
             }
         });
@@ -264,6 +269,8 @@ pub struct Summary {
     pub alerts: u64,
     pub sink_dropped: u64,
     pub sink_failed: u64,
+    /// Still queued when the shutdown deadline (`alerts.shutdown_timeout_s`) passed.
+    pub sink_abandoned: u64,
     pub damaged: Option<CaptureError>,
     /// A stop signal ended a replay before the end of the capture.
     pub interrupted: bool,
@@ -278,7 +285,7 @@ impl Summary {
         damaged: Option<CaptureError>,
         started: Instant,
     ) -> Summary {
-        let (sink_dropped, sink_failed, _) = sink_totals(d);
+        let (sink_dropped, sink_failed, _, sink_abandoned) = sink_totals(d);
         Summary {
             packets: p.counters(),
             flows: p.flow_stats(),
@@ -286,6 +293,7 @@ impl Summary {
             alerts: c.alerts.load(Ordering::Relaxed),
             sink_dropped,
             sink_failed,
+            sink_abandoned,
             damaged,
             interrupted: false,
             seconds: started.elapsed().as_secs_f64(),
@@ -293,14 +301,18 @@ impl Summary {
     }
 }
 
-fn sink_totals(d: &Dispatcher) -> (u64, u64, u64) {
-    d.counters().iter().fold((0, 0, 0), |(dr, fa, er), c| {
-        (
-            dr + c.dropped.load(Ordering::Relaxed),
-            fa + c.failed.load(Ordering::Relaxed),
-            er + c.errors.load(Ordering::Relaxed),
-        )
-    })
+/// (dropped, failed, errors, abandoned) over every sink.
+fn sink_totals(d: &Dispatcher) -> (u64, u64, u64, u64) {
+    d.counters()
+        .iter()
+        .fold((0, 0, 0, 0), |(dr, fa, er, ab), c| {
+            (
+                dr + c.dropped.load(Ordering::Relaxed),
+                fa + c.failed.load(Ordering::Relaxed),
+                er + c.errors.load(Ordering::Relaxed),
+                ab + c.abandoned.load(Ordering::Relaxed),
+            )
+        })
 }
 
 /// The stats line.
@@ -310,13 +322,18 @@ pub fn stats_line(
     c: &Counters,
     d: &Dispatcher,
 ) -> String {
-    let (dropped, failed, errors) = sink_totals(d);
+    let (dropped, failed, errors, abandoned) = sink_totals(d);
+    let written: u64 = d
+        .counters()
+        .iter()
+        .map(|c| c.written.load(Ordering::Relaxed))
+        .sum();
     let mut skips = String::new();
     for (r, n) in p.skipped.nonzero() {
         skips.push_str(&format!(" skip_{}={n}", r.as_str()));
     }
     format!(
-        "packets={} bytes={} decoded={} kernel_dropped={} if_dropped={}{} flows_active={} flows_expired={} flows_closed={} flows_evicted={} flows_flushed={} scored={} alerts={} sink_errors={errors} sink_dropped={dropped} sink_failed={failed}",
+        "packets={} bytes={} decoded={} kernel_dropped={} if_dropped={}{} flows_active={} flows_expired={} flows_closed={} flows_evicted={} flows_flushed={} scored={} alerts={} sink_written={written} sink_errors={errors} sink_dropped={dropped} sink_failed={failed} sink_abandoned={abandoned}",
         p.frames,
         p.bytes,
         p.decoded,
@@ -394,14 +411,14 @@ pub fn replay(
     pipe.flush(&mut emit);
     drop(emit);
     scorer.score_batch(&mut batch, &counters, &dispatcher);
-    dispatcher.flush(Duration::from_secs(30));
+    // Drain (bounded), then the stats: they count every event's outcome.
+    dispatcher.shutdown(cfg.alerts.shutdown_timeout());
     tracing::info!(
         "{}",
         stats_line(&pipe.counters(), &pipe.flow_stats(), &counters, &dispatcher)
     );
     let mut summary = Summary::new(&pipe, &counters, &dispatcher, damaged, started);
     summary.interrupted = interrupted;
-    dispatcher.shutdown();
     Ok(summary)
 }
 
@@ -539,14 +556,14 @@ pub fn run(
     pipe.flush(&mut emit);
     drop(emit);
     scorer.score_batch(&mut batch, &counters, &dispatcher);
-    dispatcher.flush(Duration::from_secs(30));
+    // Drain (bounded), then the final stats: they count every event's outcome.
+    dispatcher.shutdown(cfg.alerts.shutdown_timeout());
     let line = stats_line(&pipe.counters(), &pipe.flow_stats(), &counters, &dispatcher);
     tracing::info!(
         "final stats {line} kernel_received={}",
         counters.kernel_received.load(Ordering::Relaxed)
     );
     let summary = Summary::new(&pipe, &counters, &dispatcher, None, started);
-    dispatcher.shutdown();
     if let Some(e) = error {
         return Err(e.into());
     }

@@ -98,7 +98,7 @@ fn reopen_after_rename_loses_nothing() {
     for p in 6..9 {
         d.send(alert(p));
     }
-    d.shutdown();
+    assert!(d.shutdown(Duration::from_secs(5)));
     let old = std::fs::read_to_string(dir.path().join("alerts.json.1")).unwrap();
     let new = std::fs::read_to_string(&path).unwrap();
     assert_eq!(old.lines().count(), 6);
@@ -200,7 +200,7 @@ fn failing_sink_is_retried_counted_and_does_not_block_others() {
     assert_eq!(c[0].failed.load(Ordering::Relaxed), 2);
     assert!(c[0].errors.load(Ordering::Relaxed) >= 2 * 6);
     assert_eq!(c[1].written.load(Ordering::Relaxed), 2);
-    d.shutdown();
+    assert!(d.shutdown(Duration::from_secs(5)));
     assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 2);
 }
 
@@ -219,5 +219,135 @@ fn full_queue_drops_and_counts_without_blocking() {
     );
     let dropped = d.counters()[0].dropped.load(Ordering::Relaxed);
     assert!(dropped >= 45, "dropped {dropped}");
-    d.shutdown();
+    assert!(d.shutdown(Duration::from_secs(5)));
+}
+
+/// Every event sent to a sink ends in exactly one counter.
+fn accounted(d: &Dispatcher) -> Vec<u64> {
+    d.counters().iter().map(|c| c.accounted()).collect()
+}
+
+#[test]
+fn shutdown_with_a_failing_sink_is_bounded_and_counts_everything() {
+    let d = Dispatcher::new(vec![Box::new(Failing)], 1000);
+    for p in 0..200 {
+        d.send(alert(p));
+    }
+    let t = std::time::Instant::now();
+    assert!(
+        !d.shutdown(Duration::from_millis(300)),
+        "cannot have delivered"
+    );
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    let c = &d.counters()[0];
+    assert_eq!(c.queued.load(Ordering::Relaxed), 0);
+    assert_eq!(accounted(&d), [200]);
+    assert_eq!(
+        c.failed.load(Ordering::Relaxed) + c.abandoned.load(Ordering::Relaxed),
+        200
+    );
+    assert!(c.abandoned.load(Ordering::Relaxed) >= 190);
+}
+
+struct Stuck;
+impl Sink for Stuck {
+    fn name(&self) -> &str {
+        "stuck"
+    }
+    fn emit(&mut self, _: &Alert) -> Result<(), SinkError> {
+        std::thread::sleep(Duration::from_secs(5));
+        Ok(())
+    }
+}
+
+#[test]
+fn shutdown_leaves_a_stuck_sink_behind_and_counts_its_queue() {
+    let d = Dispatcher::new(vec![Box::new(Stuck)], 10);
+    for p in 0..5 {
+        d.send(alert(p));
+    }
+    let t = std::time::Instant::now();
+    assert!(!d.shutdown(Duration::from_millis(200)));
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    let c = &d.counters()[0];
+    assert_eq!(
+        c.abandoned.load(Ordering::Relaxed),
+        5,
+        "the one in the write too"
+    );
+    assert_eq!(accounted(&d), [5]);
+}
+
+#[test]
+fn reopen_never_waits_for_a_full_queue() {
+    let d = Dispatcher::new(vec![Box::new(Slow)], 2);
+    for p in 0..10 {
+        d.send(alert(p));
+    }
+    let t = std::time::Instant::now();
+    d.reopen();
+    d.reopen();
+    assert!(t.elapsed() < Duration::from_millis(50), "{:?}", t.elapsed());
+    d.shutdown(Duration::from_millis(100));
+    assert_eq!(accounted(&d), [10]);
+}
+
+#[test]
+fn json_torn_last_line_is_cut_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("alerts.json");
+    std::fs::write(&path, "{\"whole\":1}\n{\"torn\":").unwrap();
+    let mut s = JsonSink::open(&path).unwrap();
+    s.emit(&alert(1)).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.starts_with("{\"whole\":1}\n{\"timestamp\""), "{text}");
+    for l in text.lines() {
+        serde_json::from_str::<serde_json::Value>(l).unwrap();
+    }
+}
+
+#[test]
+fn json_file_deleted_under_the_sink_is_recreated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("alerts.json");
+    let mut s = JsonSink::open(&path).unwrap();
+    s.emit(&alert(1)).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    s.emit(&alert(2)).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.lines().count(), 1);
+    assert!(text.contains("\"src_port\":2"));
+}
+
+/// A local port with nobody listening (bound, then released).
+fn free_port_udp() -> String {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.local_addr().unwrap().to_string()
+}
+
+#[test]
+fn udp_collector_down_is_noticed_and_not_counted_written() {
+    let addr = free_port_udp();
+    let mut s = SyslogSink::open(&syslog_cfg("udp", &addr, "rfc5424")).unwrap();
+    // The first datagram goes out; the ICMP port-unreachable it draws fails the next send.
+    let _ = s.emit(&alert(1));
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(s.emit(&alert(2)).is_err());
+}
+
+#[test]
+fn tcp_collector_down_at_start_starts_and_reconnects() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    let mut s = SyslogSink::open(&syslog_cfg("tcp", &addr.to_string(), "rfc5424"))
+        .expect("a TCP collector that is down must not stop the start");
+    assert!(s.emit(&alert(1)).is_err(), "nothing to deliver to");
+    let l = std::net::TcpListener::bind(addr).unwrap();
+    s.emit(&alert(2)).unwrap();
+    let (mut conn, _) = l.accept().unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 4096];
+    let n = std::io::Read::read(&mut conn, &mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("src=10.1.2.3:2"));
 }

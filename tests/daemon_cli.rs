@@ -459,3 +459,51 @@ fn closed_stdout_is_not_an_error_and_causes_are_said_once() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.matches("os error 2").count(), 1, "{err}");
 }
+
+fn stat(err: &str, key: &str) -> u64 {
+    let at = err
+        .rfind(&format!(" {key}="))
+        .unwrap_or_else(|| panic!("{key} not in {err}"));
+    err[at + key.len() + 2..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn file_size_limit_leaves_whole_lines_and_honest_counters() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = root().join("model/forest.json");
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "[model]\npath = {model:?}\n[alerts]\nflow_events = true\nshutdown_timeout_s = 2.0\n[[alerts.sinks]]\ntype = \"json\"\npath = \"events.json\"\n"
+        ),
+    );
+    // 2,500 bytes hold two of the nine ~1 KB events; the third write is cut short (EFBIG).
+    let out = Command::new("prlimit")
+        .arg("--fsize=2500")
+        .arg(bin())
+        .args(["replay", "--config"])
+        .arg(&cfg)
+        .arg(sqlinj())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let text = std::fs::read_to_string(dir.path().join("events.json")).unwrap();
+    assert!(text.is_empty() || text.ends_with('\n'), "torn: {text:?}");
+    for l in text.lines() {
+        serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+    }
+    let lines = text.lines().count() as u64;
+    assert!((1..9).contains(&lines), "{lines}");
+    assert_eq!(stat(&err, "sink_written"), lines, "{err}");
+    assert_eq!(
+        stat(&err, "sink_written") + stat(&err, "sink_failed") + stat(&err, "sink_abandoned"),
+        stat(&err, "scored"),
+        "{err}"
+    );
+}

@@ -1,6 +1,17 @@
 //! Syslog sink (the `syslog` crate): local unix socket, UDP or TCP to a collector, RFC 5424 or
 //! RFC 3164, configurable facility and app-name. The message is one line: the alert's JSON or a
 //! key=value summary.
+//!
+//! What "written" means here: unix, the datagram was accepted by the local syslog socket; tcp,
+//! the message was handed whole to the kernel's connection (a collector that dies loses what sat
+//! in the socket buffer; the error shows on the next write and from then on events are retried
+//! and counted failed); udp, the datagram was sent: a collector that is down is only noticed
+//! when its host answers ICMP port-unreachable, which fails the *next* send (so at most the event
+//! sent as it went down is counted written and lost); a silent network loss cannot be known.
+
+use std::io::BufWriter;
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::time::Duration;
 
 use syslog::{Facility, Formatter3164, Formatter5424, Logger, LoggerBackend};
 
@@ -35,11 +46,9 @@ fn connect(cfg: &SyslogSinkConfig) -> Result<Backend, String> {
     macro_rules! open {
         ($fmt:expr) => {
             match cfg.transport.as_str() {
-                "udp" => syslog::udp($fmt, "0.0.0.0:0", cfg.address.as_str()),
-                "tcp" => syslog::tcp($fmt, cfg.address.as_str()),
-                _ => syslog::unix_custom($fmt, cfg.address.as_str()),
+                "udp" | "tcp" => network_backend(cfg).map(|b| Logger::new(b, $fmt)),
+                _ => syslog::unix_custom($fmt, cfg.address.as_str()).map_err(|e| e.to_string()),
             }
-            .map_err(|e| e.to_string())
         };
     }
     if cfg.format == "rfc3164" {
@@ -61,17 +70,58 @@ fn connect(cfg: &SyslogSinkConfig) -> Result<Backend, String> {
     }
 }
 
+/// How long a TCP connect or write to a collector may take.
+const NET_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// UDP: a *connected* socket, so an ICMP port-unreachable from a collector that is down comes
+/// back as an error on the next send (an unconnected socket never hears of it). TCP: connect and
+/// write with a timeout, so a dead collector cannot hold the sink thread.
+fn network_backend(cfg: &SyslogSinkConfig) -> Result<LoggerBackend, String> {
+    let addr: SocketAddr = cfg
+        .address
+        .parse()
+        .map_err(|e| format!("address {:?}: {e}", cfg.address))?;
+    if cfg.transport == "udp" {
+        let local = if addr.is_ipv4() {
+            "0.0.0.0:0"
+        } else {
+            "[::]:0"
+        };
+        let sock = UdpSocket::bind(local).map_err(|e| e.to_string())?;
+        sock.connect(addr).map_err(|e| e.to_string())?;
+        Ok(LoggerBackend::Udp(sock, addr))
+    } else {
+        let stream = TcpStream::connect_timeout(&addr, NET_TIMEOUT).map_err(|e| e.to_string())?;
+        stream
+            .set_write_timeout(Some(NET_TIMEOUT))
+            .map_err(|e| e.to_string())?;
+        Ok(LoggerBackend::Tcp(BufWriter::new(stream)))
+    }
+}
+
 impl SyslogSink {
+    /// Connects. A TCP collector that is down does not stop the start: the sink starts without
+    /// a connection, counts the events it cannot deliver and reconnects (with the dispatcher's
+    /// backoff) on each later event.
     pub fn open(cfg: &SyslogSinkConfig) -> Result<SyslogSink, SinkError> {
         let name = format!("syslog:{}:{}", cfg.transport, cfg.address);
-        let backend = connect(cfg).map_err(|msg| SinkError::Io {
-            sink: name.clone(),
-            msg,
-        })?;
+        let backend = match connect(cfg) {
+            Ok(b) => Some(b),
+            Err(msg) if cfg.transport == "tcp" => {
+                tracing::warn!("alert sink {name}: {msg}; starting without it, will reconnect");
+                None
+            }
+            Err(msg) => {
+                return Err(SinkError::Io {
+                    sink: name.clone(),
+                    msg,
+                });
+            }
+        };
         Ok(SyslogSink {
             name,
             cfg: cfg.clone(),
-            backend: Some(backend),
+            backend,
         })
     }
 }

@@ -65,8 +65,14 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let control = Arc::new(Control::default());
     let s = daemon::run(cfg, Some(path), control)?;
     eprintln!(
-        "flowsentry: stopped after {:.1} s: {} packets, {} flows scored, {} alerts, {} events dropped by full sink queues, {} failed",
-        s.seconds, s.packets.frames, s.scored, s.alerts, s.sink_dropped, s.sink_failed
+        "flowsentry: stopped after {:.1} s: {} packets, {} flows scored, {} alerts, {} events dropped by full sink queues, {} failed, {} abandoned at the shutdown deadline",
+        s.seconds,
+        s.packets.frames,
+        s.scored,
+        s.alerts,
+        s.sink_dropped,
+        s.sink_failed,
+        s.sink_abandoned
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -253,22 +253,31 @@ pub fn metrics_text(m: &Metrics) -> String {
         "Flows above the threshold.",
         &one(c.alerts.load(Ordering::Relaxed)),
     );
-    for (name, pick) in [
-        ("sink_written_total", 0usize),
-        ("sink_dropped_total", 1),
-        ("sink_errors_total", 2),
-        ("sink_failed_total", 3),
+    for (name, kind, pick) in [
+        ("sink_written_total", "counter", 0usize),
+        ("sink_dropped_total", "counter", 1),
+        ("sink_errors_total", "counter", 2),
+        ("sink_failed_total", "counter", 3),
+        ("sink_abandoned_total", "counter", 4),
+        ("sink_queued", "gauge", 5),
     ] {
         let v: Vec<(String, u64)> = m
             .sinks
             .iter()
             .map(|k| {
-                let val =
-                    [&k.written, &k.dropped, &k.errors, &k.failed][pick].load(Ordering::Relaxed);
+                let val = [
+                    &k.written,
+                    &k.dropped,
+                    &k.errors,
+                    &k.failed,
+                    &k.abandoned,
+                    &k.queued,
+                ][pick]
+                    .load(Ordering::Relaxed);
                 (format!("{{sink=\"{}\"}}", k.name.replace('"', "'")), val)
             })
             .collect();
-        metric(name, "counter", "Per-sink event counter.", &v);
+        metric(name, kind, "Per-sink event counter.", &v);
     }
     s
 }
