@@ -29,10 +29,11 @@ pub struct SyslogSink {
     backend: Option<Backend>,
 }
 
+/// gethostname(2), not /proc/sys/kernel/hostname: the unit's ProcSubset=pid hides /proc/sys.
 fn hostname() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
+    hostname::get()
         .ok()
-        .map(|h| h.trim().to_string())
+        .map(|h| h.to_string_lossy().trim().to_string())
         .filter(|h| !h.is_empty())
 }
 
