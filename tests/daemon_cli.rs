@@ -438,6 +438,38 @@ fn flows_output_is_untouched_when_the_input_is_bad() {
 }
 
 #[test]
+fn flows_output_to_a_fifo_is_written_not_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("out.fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
+    };
+    let out = Command::new(bin())
+        .arg("flows")
+        .arg(sqlinj())
+        .arg("-o")
+        .arg(&fifo)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(reader.join().unwrap().lines().count(), 10);
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+}
+
+#[test]
 fn closed_stdout_is_not_an_error_and_causes_are_said_once() {
     let mut child = Command::new(bin())
         .arg("flows")

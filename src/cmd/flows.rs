@@ -108,14 +108,29 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     }
     // A file output is written to a temporary file beside it and renamed over it only when the
     // input was read: a missing, unreadable or unsupported input leaves an existing FILE as it was.
-    let mut temp = a.output.as_deref().map(TempOutput::new).transpose()?;
-    let out: Box<dyn Write> = match &temp {
-        Some(t) => Box::new(
+    // A device or FIFO (`-o /dev/null`, a named pipe) is written directly: renaming over it
+    // would replace it.
+    let special = a
+        .output
+        .as_deref()
+        .filter(|p| std::fs::metadata(p).is_ok_and(|m| !m.is_file() && !m.is_dir()));
+    let mut temp = match special {
+        Some(_) => None,
+        None => a.output.as_deref().map(TempOutput::new).transpose()?,
+    };
+    let out: Box<dyn Write> = match (&temp, special) {
+        (Some(t), _) => Box::new(
             t.file
                 .try_clone()
                 .with_context(|| format!("cannot create {}", t.temp.display()))?,
         ),
-        None => Box::new(io::stdout().lock()),
+        (None, Some(p)) => Box::new(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(p)
+                .with_context(|| format!("cannot open {}", p.display()))?,
+        ),
+        (None, None) => Box::new(io::stdout().lock()),
     };
     let mut w = CsvWriter::new(
         BufWriter::with_capacity(1 << 16, out),
