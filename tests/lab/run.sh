@@ -14,32 +14,40 @@
 # before it starts), so alerts and flows are attributed by address, not by timing. Nothing
 # leaves the namespaces: they have no route out and every tool targets 10.203.0.20.
 #
-# Usage (root): tests/lab/run.sh [--strict]
+# Usage (root): tests/lab/run.sh [--strict] [--pcap FILE] [--only NAME,...]
 #   --strict  exit 1 when the issue's "Done when" targets are not met (every attack alerts naming
 #             the attacker within 10 s; all benign scenarios together <= 1 alert per 1,000 flows).
+#   --pcap F  also record the bridge with tcpdump (256-byte snaplen) into F, to replay the lab
+#             offline (`flowsentry replay F`) or train on its benign part.
+#   --only L  run only the named scenarios (comma-separated; names as in the table).
 # Exit 2 when the lab cannot run (not root, a tool missing, a service did not start).
 # Environment: FLOWSENTRY_BIN (default: target/release/flowsentry, `cargo build --release` first).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
+usage="usage: tests/lab/run.sh [--strict] [--pcap FILE] [--only NAME,...]"
 strict=()
-for arg in "$@"; do
-  case "$arg" in
+pcap=
+only=
+while [ $# -gt 0 ]; do
+  case "$1" in
     --strict) strict=(--strict) ;;
-    -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
-    *) echo "lab: unknown argument $arg (usage: tests/lab/run.sh [--strict])" >&2; exit 2 ;;
+    --pcap) [ $# -ge 2 ] || { echo "lab: $usage" >&2; exit 2; }; pcap=$(realpath -m "$2"); shift ;;
+    --only) [ $# -ge 2 ] || { echo "lab: $usage" >&2; exit 2; }; only=",$2,"; shift ;;
+    -h | --help) sed -n '2,27p' "$0"; exit 0 ;;
+    *) echo "lab: unknown argument $1 ($usage)" >&2; exit 2 ;;
   esac
+  shift
 done
 die() { echo "lab: cannot run: $*" >&2; exit 2; }
 now() { date +%s.%N; }
-t_begin=$(date +%s)
-
 [ "$(id -u)" = 0 ] || die "needs root (network namespaces, live capture)"
 missing=()
 for t in ip bridge unshare timeout python3 nmap hping3 hydra /usr/sbin/sshd /usr/sbin/vsftpd ssh scp \
   ssh-keygen openssl nginx dnsmasq iperf3 slowhttptest curl getent ss; do
   command -v "$t" >/dev/null 2>&1 || missing+=("$t")
 done
+[ -z "$pcap" ] || command -v tcpdump >/dev/null 2>&1 || missing+=(tcpdump)
 [ ${#missing[@]} -eq 0 ] || die "missing tools: ${missing[*]} (apt-get install nmap hping3 hydra openssh-server openssh-client vsftpd nginx dnsmasq iperf3 slowhttptest curl iproute2 python3)"
 
 if [ -n "${FLOWSENTRY_BIN:-}" ]; then
@@ -49,6 +57,7 @@ else
   cargo build --release -q || die "cargo build --release failed" # never measure a stale binary
 fi
 [ -x "$bin" ] || die "no binary at $bin"
+t_begin=$(date +%s)
 
 NS_SW=fs-sw NS_ATT=fs-att NS_VIC=fs-vic NS_CLI=fs-cli
 NET=10.203.0
@@ -59,6 +68,7 @@ work=$(mktemp -d /tmp/fslab.XXXXXX)
 chmod 755 "$work" # sshd reads the test user's files as that user
 pids=()
 sensor_pid=
+tcpdump_pid=
 stamp_pid=
 
 cleanup() {
@@ -229,6 +239,11 @@ done
 "$bin" check-config "$work/cfg/lab.toml" > "$work/check-config.log" 2>&1 \
   || { cat "$work/check-config.log" >&2; die "lab config rejected"; }
 
+if [ -n "$pcap" ]; then
+  ip netns exec $NS_SW tcpdump -q -i fs-br -s 256 -U -w "$pcap" 2> "$work/tcpdump.log" &
+  tcpdump_pid=$!
+  pids+=($tcpdump_pid)
+fi
 python3 "$ROOT/tests/lab/lab.py" stamp "$work/eve.json" "$work/events.tsv" &
 stamp_pid=$!
 ip netns exec $NS_SW "$bin" run --config "$work/cfg/lab.toml" > "$work/flowsentry.out" 2> "$work/flowsentry.log" &
@@ -249,17 +264,21 @@ printf 'name\tkind\tip\tstart\ttool_end\tend\trc\twhat\n' > "$work/scenarios.tsv
 scenario() {
   local name=$1 kind=$2 ns=$3 dev=$4 src=$5 settle=$6 limit=$7 what=$8
   shift 9
+  if [ -n "$only" ] && [[ $only != *",$name,"* ]]; then return 0; fi
   use_src "$ns" "$dev" "$src"
   local t0 t1 rc
   t0=$(now)
+  # in the background + wait, so that a signal to this script is handled at once (trap: cleanup)
   set +e
-  ip netns exec "$ns" timeout -k 2 "$limit" "$@" > "$work/$name.out" 2>&1
+  ip netns exec "$ns" timeout -k 2 "$limit" "$@" > "$work/$name.out" 2>&1 &
+  wait $!
   rc=$?
   set -e
   t1=$(now)
   local wait
   wait=$(python3 -c "import time; print(max(0.0, $t0 + $settle - time.time(), $t1 + 2 - time.time()))")
-  sleep "$wait"
+  sleep "$wait" &
+  wait $!
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$kind" "$src" "$t0" "$t1" "$(now)" "$rc" "$what" >> "$work/scenarios.tsv"
   printf 'lab: %-14s rc=%-3s tool %5.1f s\n' "$name" "$rc" "$(python3 -c "print($t1 - $t0)")" >&2
 }
@@ -339,6 +358,10 @@ for _ in $(seq 300); do kill -0 $sensor_pid 2>/dev/null || break; sleep 0.1; don
 kill -0 $sensor_pid 2>/dev/null && { echo "lab: flowsentry did not stop in 30 s" >&2; kill -KILL $sensor_pid; }
 wait $sensor_pid 2>/dev/null || true
 sensor_pid=
+if [ -n "$pcap" ]; then
+  kill -TERM $tcpdump_pid; wait $tcpdump_pid 2>/dev/null || true
+  echo "lab: capture in $pcap ($(tail -n 3 "$work/tcpdump.log" | grep -o '[0-9]* packets captured' || echo '?'))" >&2
+fi
 sleep 0.3
 kill -TERM $stamp_pid; wait $stamp_pid 2>/dev/null || true
 stamp_pid=
