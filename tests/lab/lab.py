@@ -6,6 +6,7 @@
                            on SIGTERM reads what is left and exits. The arrival time is what an
                            operator sees: time-to-alert is measured on it, not on the event's own
                            timestamp.
+  lab.py selftest          check the counting rules below on hand-made events.
   lab.py report ...        turn the stamped events and the scenario log into the results table
                            (markdown on stdout and in --out); --strict exits 1 when the issue's
                            "Done when" targets are not met.
@@ -189,10 +190,14 @@ def report(a):
         dets = sorted({detector(ev) for _, ev in mine})
         named = "victim " + victim if s["kind"] == "attack-flood" else s["ip"]
         src_txt = "spoofed (names victim)" if s["kind"] == "attack-flood" else s["ip"]
+        if s["kind"] == "attack-flood":
+            nflows = flows_to_victim_spoofed(events, victim, lab_ips)
+        else:
+            nflows = flows_of(s["ip"])
+        delay_txt = "-" if delay is None else f"{delay:.1f}"
         out.append(
             f"| {s['name']} | `{s['what']}` | {src_txt} | {'yes' if mine else 'no'} | "
-            f"{'-' if delay is None else f'{delay:.1f}'} | {len(mine)} | {flows_of(s['ip']) if s['kind'] != 'attack-flood' else flows_to_victim_spoofed(events, victim, lab_ips)} | "
-            f"{', '.join(dets) if dets else '-'} |"
+            f"{delay_txt} | {len(mine)} | {nflows} | {', '.join(dets) if dets else '-'} |"
         )
         if delay is None or delay > 10.0:
             ok = False
@@ -280,6 +285,32 @@ def flows_to_victim_spoofed(events, victim, lab_ips):
     return len(ids)
 
 
+def selftest():
+    """The counting rules on hand-made events (run by run.sh and replay_table.py first)."""
+    legacy = {"event_type": "anomaly", "src_ip": "10.203.0.11", "dest_ip": "10.203.0.20", "flow_id": 1}
+    host = {
+        "event_type": "alert",
+        "src_ip": "10.203.0.20",
+        "flowsentry": {"detector": "host", "host": {"role": "source", "ip": "10.203.0.12"}, "why": "fan-out of 10.203.0.13 x"},
+    }
+    flow = {"event_type": "flow", "src_ip": "10.203.0.31", "dest_ip": "10.203.0.20", "flow_id": 7}
+    checks = [
+        (is_alert(legacy) and is_alert(host) and not is_alert(flow), "alert types"),
+        (detector(legacy) == "flow" and detector(host) == "host" and detector(flow) == "?", "detector"),
+        (names(legacy, "10.203.0.11") and names(legacy, "10.203.0.20"), "src_ip/dest_ip name"),
+        (not names(legacy, "10.203.0.1"), "10.203.0.1 is not 10.203.0.11"),
+        (names(host, "10.203.0.12") and names(host, "10.203.0.13"), "inside the flowsentry object"),
+        (not names(host, "10.203.0.1") and not names(flow, "10.203.0.11"), "no false names"),
+        (names({"flowsentry": {"x": "2001:db8::1"}}, "2001:db8::1"), "IPv6"),
+        (not names({"flowsentry": {"x": "2001:db8::10"}}, "2001:db8::1"), "IPv6 prefix"),
+        (is_flow_record(flow) and is_flow_record(legacy) and not is_flow_record(host), "flow records"),
+    ]
+    bad = [what for ok, what in checks if not ok]
+    for what in bad:
+        print(f"lab.py selftest: FAILED: {what}", file=sys.stderr)
+    return 1 if bad else 0
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -294,7 +325,10 @@ def main():
     r.add_argument("--out", default="")
     r.add_argument("--header", default="")
     r.add_argument("--strict", action="store_true")
+    sub.add_parser("selftest")
     a = p.parse_args()
+    if a.cmd == "selftest":
+        return selftest()
     if a.cmd == "stamp":
         return stamp(a.eve, a.out)
     return report(a)

@@ -34,7 +34,7 @@ import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lab import detector, ip_pattern, is_alert, names  # noqa: E402
+from lab import detector, ip_pattern, is_alert, names, selftest  # noqa: E402
 
 TARGETS = {
     "attack/nfstream__synscan.pcap": "attacker",
@@ -124,6 +124,8 @@ def main():
         print(f"replay_table: missing binary {a.bin} (cargo build --release)", file=sys.stderr)
         return 2
 
+    if selftest() != 0:
+        return 2
     t_begin = time.time()
     out, why, errors = [], [], []
     truth = []

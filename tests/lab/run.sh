@@ -50,6 +50,7 @@ done
 [ -z "$pcap" ] || command -v tcpdump >/dev/null 2>&1 || missing+=(tcpdump)
 [ ${#missing[@]} -eq 0 ] || die "missing tools: ${missing[*]} (apt-get install nmap hping3 hydra openssh-server openssh-client vsftpd nginx dnsmasq iperf3 slowhttptest curl iproute2 python3)"
 
+python3 -B tests/lab/lab.py selftest || die "tests/lab/lab.py selftest failed"
 if [ -n "${FLOWSENTRY_BIN:-}" ]; then
   bin=$FLOWSENTRY_BIN
 else
