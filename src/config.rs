@@ -52,7 +52,7 @@ pub struct Config {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SensorSection {
-    /// Name written into every alert (`sensor`).
+    /// Sensor name: the EVE `host` field of every event.
     pub name: String,
 }
 

@@ -15,7 +15,7 @@ use crate::alert::dispatch::Dispatcher;
 use crate::alert::json::JsonSink;
 use crate::alert::stdout::StdoutSink;
 use crate::alert::syslog::SyslogSink;
-use crate::alert::{Alert, Origin, Sink, SinkError};
+use crate::alert::{Alert, Origin, Sink, SinkError, Verdict};
 use crate::capture::{CaptureError, FileSource, LiveOptions, LiveSource, Next};
 use crate::config::{Config, ConfigError, SinkConfig};
 use crate::features::{Feature, FlowRecord};
@@ -107,32 +107,34 @@ impl Scorer {
             let scores = &mut scores[..chunk.len()];
             self.model.score_many(chunk, scores);
             for (r, s) in chunk.iter().zip(scores.iter()) {
-                if let Some(a) = self.judge(r, *s, c) {
-                    d.send(a);
-                }
+                self.judge(r, *s, c, &mut |a| d.send(a));
             }
         }
         batch.clear();
     }
 
-    /// The event to send for a flow with anomaly score `s`, if any.
-    pub fn judge(&self, r: &FlowRecord, s: f64, c: &Counters) -> Option<Alert> {
+    /// The events for a flow with anomaly score `s`: an alert when `s` is above the threshold,
+    /// and its EVE flow record when `alerts.flow_events` is on (every scored flow, alerted or not,
+    /// as Suricata logs flows).
+    pub fn judge(&self, r: &FlowRecord, s: f64, c: &Counters, send: &mut dyn FnMut(Alert)) {
         c.scored.fetch_add(1, Ordering::Relaxed);
-        if s > self.threshold {
+        let alerted = s > self.threshold;
+        if alerted {
             c.alerts.fetch_add(1, Ordering::Relaxed);
-            let top = self.model.top_features(r, self.top_features);
-            Some(Alert::new(
-                "anomaly",
-                r,
-                s,
-                self.threshold,
-                &top,
-                &self.origin,
-            ))
-        } else if self.flow_events {
-            Some(Alert::new("flow", r, s, self.threshold, &[], &self.origin))
-        } else {
-            None
+            let v = Verdict {
+                score: s,
+                threshold: self.threshold,
+                top: self.model.top_features(r, self.top_features),
+            };
+            send(Alert::flow_alert(r, &v, &self.origin));
+        }
+        if self.flow_events {
+            let v = Verdict {
+                score: s,
+                threshold: self.threshold,
+                top: Vec::new(),
+            };
+            send(Alert::flow_event(r, &v, alerted, &self.origin));
         }
     }
 }

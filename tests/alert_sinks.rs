@@ -10,7 +10,7 @@ use std::time::Duration;
 use flowsentry::alert::dispatch::Dispatcher;
 use flowsentry::alert::json::JsonSink;
 use flowsentry::alert::syslog::SyslogSink;
-use flowsentry::alert::{Alert, Origin, Sink, SinkError};
+use flowsentry::alert::{Alert, Origin, Sink, SinkError, Verdict};
 use flowsentry::config::SyslogSinkConfig;
 use flowsentry::features::{EndReason, Feature, FlowRecord, NUM_FEATURES};
 
@@ -28,6 +28,7 @@ fn alert(port: u16) -> Alert {
         start_us: 1_499_348_407_419_016,
         end_us: 1_499_348_412_425_928,
         end_reason: EndReason::Timeout,
+        frame_bytes: [298, 172],
         values,
     };
     let origin = Origin {
@@ -35,14 +36,12 @@ fn alert(port: u16) -> Alert {
         in_iface: "veth0".into(),
         model: "m.json".into(),
     };
-    Alert::new(
-        "anomaly",
-        &r,
-        0.71,
-        0.5,
-        &[(Feature::TotalFwdPackets, 0.4)],
-        &origin,
-    )
+    let v = Verdict {
+        score: 0.71,
+        threshold: 0.5,
+        top: vec![(Feature::TotalFwdPackets, 0.4)],
+    };
+    Alert::flow_alert(&r, &v, &origin)
 }
 
 fn syslog_cfg(transport: &str, address: &str, format: &str) -> SyslogSinkConfig {
@@ -70,16 +69,33 @@ fn json_lines_carry_eve_fields() {
         .collect();
     assert_eq!(lines.len(), 2);
     let a = &lines[1];
-    assert_eq!(a["event_type"], "anomaly");
+    assert_eq!(a["event_type"], "alert");
     assert_eq!(a["src_ip"], "10.1.2.3");
     assert_eq!(a["src_port"], 2);
     assert_eq!(a["dest_port"], 443);
     assert_eq!(a["proto"], "TCP");
-    assert_eq!(a["timestamp"], "2017-07-06T13:40:12.425928+00:00");
+    assert_eq!(a["host"], "test sensor");
+    assert_eq!(a["timestamp"], "2017-07-06T13:40:12.425928+0000");
+    assert_eq!(a["alert"]["action"], "allowed");
+    assert_eq!(a["alert"]["signature_id"], 9_100_001);
+    assert_eq!(a["alert"]["category"], "Potentially Bad Traffic");
+    // (0.71 - 0.5) / 0.5 = 0.42: medium.
+    assert_eq!(a["alert"]["severity"], 2);
     assert_eq!(a["flow"]["pkts_toserver"], 3);
-    assert_eq!(a["flow"]["bytes_toserver"], 100);
-    assert_eq!(a["flow"]["duration_us"], 5_006_912);
-    assert_eq!(a["anomaly"]["top_features"][0]["name"], "Total Fwd Packet");
+    assert_eq!(
+        a["flow"]["bytes_toserver"], 298,
+        "whole frames, not payload"
+    );
+    assert_eq!(a["flow"]["age"], 5);
+    assert_eq!(a["flow"]["reason"], "timeout");
+    assert_eq!(a["flow"]["state"], "established");
+    assert_eq!(a["flow"]["alerted"], true);
+    assert_eq!(a["flowsentry"]["flow"]["payload_bytes_toserver"], 100);
+    assert_eq!(a["flowsentry"]["flow"]["duration_us"], 5_006_912);
+    assert_eq!(
+        a["flowsentry"]["explanation"][0]["feature"],
+        "Total Fwd Packet"
+    );
     assert!(a["flow_id"].as_u64().unwrap() < (1 << 53));
 }
 

@@ -45,10 +45,13 @@ fn main_job_replay_prints_alerts_with_shipped_config_and_model() {
         String::from_utf8_lossy(&out.stderr)
     );
     for e in &ev {
-        assert_eq!(e["event_type"], "anomaly");
+        assert_eq!(e["event_type"], "alert");
         assert_eq!(e["dest_ip"], "192.168.10.50");
+        assert_eq!(e["alert"]["signature_id"], 9_100_001);
+        assert_eq!(e["flowsentry"]["detector"], "flow");
         assert!(
-            e["anomaly"]["score"].as_f64().unwrap() > e["anomaly"]["threshold"].as_f64().unwrap()
+            e["flowsentry"]["score"].as_f64().unwrap()
+                > e["flowsentry"]["threshold"].as_f64().unwrap()
         );
     }
     let err = String::from_utf8_lossy(&out.stderr);
@@ -159,7 +162,8 @@ fn sigterm_during_replay_scores_open_flows() {
     let ev = events(&out.stdout);
     // The first flow (13:40:07, 5 s long) had started; it ends as "shutdown", scored.
     assert!(!ev.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(ev.iter().all(|e| e["flow"]["end_reason"] == "shutdown"));
+    assert!(ev.iter().all(|e| e["flow"]["reason"] == "shutdown"
+        && e["flowsentry"]["flow"]["end_reason"] == "shutdown"));
     assert!(ev.iter().any(|e| e["src_port"] == 36196));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -146,7 +146,7 @@ impl Sink for SyslogSink {
         };
         // One line, always.
         let msg = msg.replace(['\n', '\r'], " ");
-        let anomaly = alert.event_type == "anomaly";
+        let anomaly = alert.is_alert();
         let res = match self.backend.as_mut() {
             Some(Backend::Rfc5424(l)) => {
                 let m = (1u32, std::collections::BTreeMap::new(), msg);

@@ -170,6 +170,7 @@ mod tests {
             start_us: 0,
             end_us: 0,
             end_reason: EndReason::Flushed,
+            frame_bytes: [0, 0],
             values,
         };
         for set in [ColumnSet::Cic2017, ColumnSet::Cfm4] {

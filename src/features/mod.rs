@@ -40,6 +40,10 @@ pub struct FlowRecord {
     /// Last packet time, µs since the Unix epoch (UTC).
     pub end_us: i64,
     pub end_reason: EndReason,
+    /// Whole frames' bytes as captured on the wire (link header included, pcap `orig_len`),
+    /// forward then backward: what Suricata's EVE `bytes_toserver`/`bytes_toclient` count. The
+    /// features count transport payload bytes instead.
+    pub frame_bytes: [u64; 2],
     /// Indexed by `Feature as usize`.
     pub values: [f64; NUM_FEATURES],
 }
@@ -57,6 +61,7 @@ impl FlowRecord {
             start_us: 0,
             end_us: 0,
             end_reason: EndReason::Flushed,
+            frame_bytes: [0, 0],
             values,
         }
     }

@@ -97,6 +97,8 @@ struct Dir {
     iat: Stats,
     last_us: i64,
     bytes: u64,
+    /// Whole frames (EVE's byte count).
+    frame_bytes: u64,
     header_bytes: u64,
     psh: u32,
     urg: u32,
@@ -186,6 +188,7 @@ impl FlowState {
         d.header_bytes = u64::from(p.transport_header_len);
         d.last_us = p.ts_us;
         d.bytes = u64::from(p.payload_len);
+        d.frame_bytes = u64::from(p.wire_len);
         count_dir_flags(d, p);
         if pkt_is_fwd {
             s.init_win_fwd = p.tcp_window;
@@ -251,6 +254,7 @@ impl FlowState {
         d.len.add(f64::from(p.payload_len));
         d.header_bytes += u64::from(p.transport_header_len);
         d.bytes += u64::from(p.payload_len);
+        d.frame_bytes += u64::from(p.wire_len);
         if d.len.n() > 1 {
             d.iat.add((ts - d.last_us) as f64);
         }
@@ -437,6 +441,7 @@ impl FlowState {
             start_us: self.start_us,
             end_us: self.last_us,
             end_reason: reason,
+            frame_bytes: [self.fwd.frame_bytes, self.bwd.frame_bytes],
             values: v,
         }
     }

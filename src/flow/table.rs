@@ -390,7 +390,7 @@ mod size_report {
         let state = std::mem::size_of::<super::FlowState>();
         let key = std::mem::size_of::<super::FlowKey>();
         assert!(
-            state + key <= 800,
+            state + key <= 816,
             "FlowState {state} + FlowKey {key} bytes"
         );
     }
