@@ -288,32 +288,35 @@ cd "$work"
 # -- benign first, while the sensor's host state is quiet
 cat > browse.sh <<'EOF'
 #!/bin/sh
-# $1 = server. 400 page loads on fresh connections, then 25 keep-alive visits of 4 pages:
-# 500 requests.
+# $1 = server. 50 visits of 12 URLs on fresh connections (Connection: close), then 40 keep-alive
+# visits of 4 URLs: 760 requests on 640 connections. The URLs: five ~4 KB pages, six files of
+# 40-240 KB, one 404.
+srv=$1
+urls="index.html about.html contact.html products.html blog.html docs/file1.bin docs/file2.bin
+  docs/file3.bin docs/file4.bin docs/file5.bin docs/file6.bin missing.html"
 i=0
-while [ $i -lt 400 ]; do
-  for u in index.html about.html contact.html products.html blog.html docs/file1.bin docs/file2.bin \
-    docs/file3.bin docs/file4.bin docs/file5.bin docs/file6.bin missing.html; do
-    [ $i -lt 400 ] || break
-    curl -s -o /dev/null --max-time 5 "http://$1/$u"
-    i=$((i + 1))
-  done
-done
-i=0
-while [ $i -lt 25 ]; do
-  curl -s -o /dev/null -o /dev/null -o /dev/null -o /dev/null --max-time 5 \
-    "http://$1/index.html" "http://$1/about.html" "http://$1/docs/file1.bin" "http://$1/blog.html"
+while [ $i -lt 50 ]; do
+  set --
+  for u in $urls; do set -- "$@" -o /dev/null "http://$srv/$u"; done
+  curl -s --max-time 20 -H "Connection: close" "$@"
   i=$((i + 1))
 done
+i=0
+while [ $i -lt 40 ]; do
+  curl -s --max-time 10 -o /dev/null -o /dev/null -o /dev/null -o /dev/null \
+    "http://$srv/index.html" "http://$srv/about.html" "http://$srv/docs/file1.bin" "http://$srv/blog.html"
+  i=$((i + 1))
+done
+exit 0
 EOF
 cat > dns.sh <<'EOF'
 #!/bin/sh
-# $1 = server, $2 = work dir. 500 lookups through the C library's stub resolver, pointed at the
+# $1 = server, $2 = work dir. 600 lookups through the C library's stub resolver, pointed at the
 # lab's dnsmasq by private bind mounts (run under unshare -m).
 printf 'nameserver %s\noptions timeout:1 attempts:1\n' "$1" > "$2/resolv.conf"
 printf 'hosts: files dns\n' > "$2/nsswitch.conf"
 mount --bind "$2/resolv.conf" /etc/resolv.conf && mount --bind "$2/nsswitch.conf" /etc/nsswitch.conf || exit 3
-for r in $(seq 100); do
+for r in $(seq 120); do
   for n in www.lab.test mail.lab.test static.lab.test intranet.lab.test "nothere$r.lab.test"; do
     getent ahostsv4 "$n" > /dev/null
   done
@@ -329,8 +332,8 @@ for i in 1 2 3 4 5; do
 done
 EOF
 chmod +x browse.sh dns.sh scp.sh
-scenario web-browsing benign $NS_CLI cli0 $NET.31 0 90 "curl: 500 requests" -- sh "$work/browse.sh" $VIC
-scenario dns-lookups benign $NS_CLI cli0 $NET.32 0 60 "getent: 500 lookups" -- unshare -m --propagation private sh "$work/dns.sh" $VIC "$work"
+scenario web-browsing benign $NS_CLI cli0 $NET.31 0 90 "curl: 760 requests, 640 connections" -- sh "$work/browse.sh" $VIC
+scenario dns-lookups benign $NS_CLI cli0 $NET.32 0 60 "getent: 600 lookups" -- unshare -m --propagation private sh "$work/dns.sh" $VIC "$work"
 scenario iperf3 benign $NS_CLI cli0 $NET.33 0 20 "iperf3 -t 5 -b 200M" -- iperf3 -c $VIC -t 5 -b 200M
 scenario scp benign $NS_CLI cli0 $NET.34 0 60 "scp 5 x 8 MB" -- sh "$work/scp.sh" $VIC "$work"
 
