@@ -103,6 +103,9 @@ pub struct AlertsSection {
     pub top_features: usize,
     /// On stop, time the sinks get to deliver what is queued; the rest is counted abandoned.
     pub shutdown_timeout_s: f64,
+    /// Seed of the Community ID (v1) written into every flow alert and flow record (0..65535;
+    /// Zeek's and Suricata's default is 0: keep it equal to theirs to join their logs).
+    pub community_id_seed: u16,
     pub sinks: Vec<SinkConfig>,
 }
 
@@ -240,6 +243,7 @@ impl Default for AlertsSection {
             queue_size: 10_000,
             top_features: 5,
             shutdown_timeout_s: 10.0,
+            community_id_seed: 0,
             sinks: vec![SinkConfig::Stdout(StdoutSinkConfig {})],
         }
     }

@@ -75,6 +75,7 @@ impl Scorer {
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default(),
+                community_id_seed: cfg.alerts.community_id_seed,
             },
             model: Arc::new(model),
             threshold,

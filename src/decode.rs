@@ -26,13 +26,13 @@ pub struct PacketMeta {
     /// 0 for transports without ports (ICMP, …).
     pub src_port: u16,
     pub dst_port: u16,
-    /// IP protocol number of the transport (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6).
+    /// IP protocol number of the transport (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6, 132 SCTP).
     pub protocol: u8,
     /// Frame length on the wire (pcap `orig_len`).
     pub wire_len: u32,
     /// IPv4 header (options included) or IPv6 header plus extension headers, in bytes.
     pub ip_header_len: u16,
-    /// Transport header bytes: TCP header with options, 8 for UDP, 8 for ICMP.
+    /// Transport header bytes: TCP header with options, 8 for UDP, 8 for ICMP, 12 for SCTP (common header).
     pub transport_header_len: u16,
     /// Transport payload bytes, from the IP length fields (not the captured length).
     pub payload_len: u32,
@@ -120,7 +120,7 @@ pub enum SkipReason {
     NotIp,
     /// An IP fragment: the transport header is missing or incomplete.
     IpFragment,
-    /// An IP transport other than TCP, UDP, ICMP and ICMPv6 (SCTP, GRE, ESP, …).
+    /// An IP transport other than TCP, UDP, SCTP, ICMP and ICMPv6 (GRE, ESP, …).
     UnsupportedTransport,
     /// Captured bytes end inside a header (snaplen cut too short, damaged record).
     Truncated,
@@ -384,7 +384,10 @@ const IPPROTO_ICMP: u8 = 1;
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
 const IPPROTO_ICMPV6: u8 = 58;
+const IPPROTO_SCTP: u8 = 132;
 const UDP_HEADER_LEN: usize = 8;
+/// SCTP common header (ports, verification tag, checksum); the chunks count as payload.
+const SCTP_HEADER_LEN: usize = 12;
 const ICMP_HEADER_LEN: usize = 8;
 
 /// `t` holds the captured transport bytes, `len` the transport length the IP header declares.
@@ -411,6 +414,14 @@ fn decode_transport(mut m: PacketMeta, t: &[u8], len: usize) -> Result<PacketMet
             m.src_port = sp;
             m.dst_port = dp;
             UDP_HEADER_LEN
+        }
+        IPPROTO_SCTP => {
+            let (Some(sp), Some(dp)) = (be16(t, 0), be16(t, 2)) else {
+                return Err(SkipReason::Truncated);
+            };
+            m.src_port = sp;
+            m.dst_port = dp;
+            SCTP_HEADER_LEN
         }
         IPPROTO_ICMP | IPPROTO_ICMPV6 => {
             let (Some(ty), Some(code)) = (t.first(), t.get(1)) else {

@@ -35,6 +35,7 @@ fn alert(port: u16) -> Alert {
         sensor: "test sensor".into(),
         in_iface: "veth0".into(),
         model: "m.json".into(),
+        community_id_seed: 0,
     };
     let v = Verdict {
         score: 0.71,
@@ -75,6 +76,8 @@ fn json_lines_carry_eve_fields() {
     assert_eq!(a["dest_port"], 443);
     assert_eq!(a["proto"], "TCP");
     assert_eq!(a["host"], "test sensor");
+    // The reference implementation (communityid 1.5.0) gives this for 10.1.2.3:2 -> 10.9.8.7:443.
+    assert_eq!(a["community_id"], "1:n9Espb5UzKaatODweBSE2WpRWvo=");
     assert_eq!(a["timestamp"], "2017-07-06T13:40:12.425928+0000");
     assert_eq!(a["alert"]["action"], "allowed");
     assert_eq!(a["alert"]["signature_id"], 9_100_001);

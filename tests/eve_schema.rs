@@ -59,6 +59,7 @@ fn host_events() -> Vec<Value> {
         sensor: "schema-test".into(),
         in_iface: "eth1".into(),
         model: String::new(),
+        community_id_seed: 0,
     };
     let attacker = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 66));
     let victim = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 10));
@@ -150,6 +151,12 @@ fn validate(schema_path: &Path, draft7: bool) -> usize {
             .filter(|k| !eve_keys.contains_key(*k))
             .collect();
         assert_eq!(extra, ["flowsentry"], "one extension object only: {e}");
+        if e["flow"].is_object() {
+            assert!(
+                e["community_id"].is_string(),
+                "flow without community_id: {e}"
+            );
+        }
         core.remove("flowsentry");
         let core = Value::Object(core);
         let errors: Vec<String> = v.iter_errors(&core).map(|e| e.to_string()).collect();

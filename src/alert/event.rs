@@ -69,6 +69,8 @@ pub struct Origin {
     pub in_iface: String,
     /// Model file name (`flowsentry.model`).
     pub model: String,
+    /// Community ID seed (`alerts.community_id_seed`).
+    pub community_id_seed: u16,
 }
 
 /// EVE `alert` object.
@@ -291,6 +293,9 @@ pub struct Alert {
     pub dest_port: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proto: Option<String>,
+    /// Community ID v1 of the flow (absent on host alerts, which have no single flow).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub community_id: Option<String>,
     /// ICMP/ICMPv6 flows: the first packet's type and code (EVE writes no ports for ICMP).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub icmp_type: Option<u8>,
@@ -339,6 +344,10 @@ impl Alert {
             dest_ip: Some(r.dst_ip),
             dest_port: ports.then_some(r.dst_port),
             proto: Some(proto_name(r.protocol)),
+            community_id: Some(crate::flow::community_id::of_record(
+                r,
+                origin.community_id_seed,
+            )),
             icmp_type: icmp(Feature::IcmpType),
             icmp_code: icmp(Feature::IcmpCode),
             host: origin.sensor.clone(),
@@ -417,6 +426,7 @@ impl Alert {
             dest_ip: h.dest_ip,
             dest_port: h.dest_port,
             proto: h.proto.map(proto_name),
+            community_id: None,
             icmp_type: None,
             icmp_code: None,
             host: origin.sensor.clone(),

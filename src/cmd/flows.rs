@@ -52,6 +52,12 @@ pub struct Args {
     /// Add a Label column with this text on every row.
     #[arg(long)]
     pub label: Option<String>,
+    /// Add a last column, `Community ID` (v1, seed `--community-id-seed`).
+    #[arg(long)]
+    pub community_id: bool,
+    /// Community ID seed (0..65535; Zeek's and Suricata's default is 0).
+    #[arg(long, default_value_t = 0, requires = "community_id")]
+    pub community_id_seed: u16,
     /// Which reference behaviour to reproduce.
     #[arg(long, value_enum, default_value_t = CompatArg::Corrected)]
     pub compat: CompatArg,
@@ -132,10 +138,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         ),
         (None, None) => Box::new(io::stdout().lock()),
     };
-    let mut w = CsvWriter::new(
+    let mut w = CsvWriter::with_community_id(
         BufWriter::with_capacity(1 << 16, out),
         column_set(a.columns),
         a.label.as_deref(),
+        a.community_id.then_some(a.community_id_seed),
     )?;
     let bar = progress_bar();
     let started = Instant::now();

@@ -48,12 +48,24 @@ pub struct CsvWriter<W: Write> {
     set: ColumnSet,
     columns: Vec<Column>,
     label: Option<String>,
+    /// Seed of the optional last column, `Community ID`.
+    community_id: Option<u16>,
     rows: u64,
 }
 
 impl<W: Write> CsvWriter<W> {
     /// Writes the header at once. `label`, when given, adds a Label column with that text.
-    pub fn new(mut out: W, set: ColumnSet, label: Option<&str>) -> io::Result<Self> {
+    pub fn new(out: W, set: ColumnSet, label: Option<&str>) -> io::Result<Self> {
+        Self::with_community_id(out, set, label, None)
+    }
+
+    /// Like [`CsvWriter::new`]; with a seed, a last column `Community ID` (v1, that seed).
+    pub fn with_community_id(
+        mut out: W,
+        set: ColumnSet,
+        label: Option<&str>,
+        community_id: Option<u16>,
+    ) -> io::Result<Self> {
         let columns = set.columns(label.is_some());
         let label = label.map(quote);
         for (i, c) in columns.iter().enumerate() {
@@ -62,12 +74,16 @@ impl<W: Write> CsvWriter<W> {
             }
             out.write_all(set.name(*c).as_bytes())?;
         }
+        if community_id.is_some() {
+            out.write_all(b",Community ID")?;
+        }
         out.write_all(b"\n")?;
         Ok(CsvWriter {
             out,
             set,
             columns,
             label,
+            community_id,
             rows: 0,
         })
     }
@@ -92,6 +108,13 @@ impl<W: Write> CsvWriter<W> {
                     .out
                     .write_all(self.label.as_deref().unwrap_or("").as_bytes())?,
             }
+        }
+        if let Some(seed) = self.community_id {
+            write!(
+                self.out,
+                ",{}",
+                crate::flow::community_id::of_record(r, seed)
+            )?;
         }
         self.out.write_all(b"\n")?;
         self.rows += 1;

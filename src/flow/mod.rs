@@ -2,6 +2,7 @@
 //! the key ([`key`]), the per-flow accumulators ([`state`]), and the table with its lifecycle,
 //! expiry and cap ([`table`]). Finished flows leave as [`crate::features::FlowRecord`]s.
 
+pub mod community_id;
 pub mod key;
 pub mod state;
 pub mod stats;

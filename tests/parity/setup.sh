@@ -9,7 +9,7 @@ command -v tcpdump >/dev/null 2>&1 || {
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c "import sklearn, cicflowmeter, scapy" 2>/dev/null \
+if ! .venv/bin/python -c "import sklearn, cicflowmeter, scapy, communityid" 2>/dev/null \
    || ! cmp -s requirements.txt .venv/requirements.installed; then
   .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
   cp requirements.txt .venv/requirements.installed
