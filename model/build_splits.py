@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """Builds the train / validation / test splits used for the shipped model from the labeled
 improved CIC-IDS2017 samples in ../shared/data/cicids2017-improved (stdlib only, deterministic).
+Every row lands in exactly one of train, validation or test.
 
-  train.csv      benign rows only (the model never sees attacks)
-  val.csv        other benign rows + DoS rows at 36.5 % attacks (threshold tuning)
-  test.csv       other benign rows + other DoS rows at 36.5 % attacks (the Wednesday-like mix:
-                 DoS Hulk, GoldenEye, Slowloris, Slowhttptest, Heartbleed, like CIC-IDS2017
-                 Wednesday with ~36.5 % attacks)
-  test_all.csv   the test benign rows + every attack row of every class not used in val.csv
-                 (for recall and ROC AUC per attack class)
+  train.csv      1,000 benign rows (the model never sees attacks)
+  calib.csv      1,000 other benign rows: the false-alarm budget sets the threshold on these
+  val.csv        calib.csv's benign rows + half of every attack class (all days): choosing the
+                 transform, features and training rows
+  test_all.csv   500 other benign rows + the other half of every attack class: the all-class
+                 held-out mix (ROC AUC, recall per class)
+  test.csv       test_all.csv's benign rows + DoS rows of test_all.csv at 36.5 % attacks (the
+                 Wednesday-like mix: DoS Hulk, GoldenEye, Slowloris, Slowhttptest, Heartbleed,
+                 like CIC-IDS2017 Wednesday with ~36.5 % attacks)
 
 Usage: build_splits.py SHARED_DATA_DIR OUT_DIR
 """
@@ -44,13 +47,17 @@ def main():
             rows[f.rsplit("_", 1)[0]] = list(r)
     benign = rows.pop("BENIGN")
     rng.shuffle(benign)
-    n_val = n_test = len(benign) // 5
+    n_val, n_test = 2 * len(benign) // 5, len(benign) // 5
     b_val, b_test, b_train = benign[:n_val], benign[n_val:n_val + n_test], benign[n_val + n_test:]
+    a_val, a_test = {}, {}
+    for c in sorted(rows):
+        rs = rows[c][:]
+        rng.shuffle(rs)
+        half = len(rs) // 2
+        a_val[c], a_test[c] = rs[:half], rs[half:]
     n_attack = round(ATTACK_SHARE / (1 - ATTACK_SHARE) * n_test)
-    dos = [(c, r) for c in DOS for r in rows[c]]
+    dos = [r for c in DOS for r in a_test[c]]
     rng.shuffle(dos)
-    a_val, a_test = dos[:n_attack], dos[n_attack:2 * n_attack]
-    used_in_val = {id(r) for _, r in a_val}
 
     def write(name, data):
         with open(os.path.join(out, name), "w", newline="") as fh:
@@ -60,10 +67,10 @@ def main():
         print(f"{name}: {len(data)} rows")
 
     write("train.csv", b_train)
-    write("val.csv", b_val + [r for _, r in a_val])
-    write("test.csv", b_test + [r for _, r in a_test])
-    rest = [r for c, rs in rows.items() for r in rs if id(r) not in used_in_val]
-    write("test_all.csv", b_test + rest)
+    write("calib.csv", b_val)
+    write("val.csv", b_val + [r for c in sorted(a_val) for r in a_val[c]])
+    write("test_all.csv", b_test + [r for c in sorted(a_test) for r in a_test[c]])
+    write("test.csv", b_test + dos[:n_attack])
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use flowsentry::features::dataset;
+use flowsentry::features::{Feature, dataset};
 use flowsentry::forest::train::{self, Matrix, Params};
 use flowsentry::forest::{
     self, FORMAT, FORMAT_VERSION, Model, ModelFile, Provenance, TrainingFile, Transform, sets,
@@ -18,6 +18,8 @@ pub enum TransformArg {
     #[default]
     None,
     Log1p,
+    /// Every feature twice: as it is and signed-log1p scaled.
+    Both,
 }
 
 #[derive(clap::Args, Debug)]
@@ -28,13 +30,15 @@ pub struct Args {
     /// Where to write the model.
     #[arg(short, long)]
     pub output: PathBuf,
-    /// Comma-separated feature names (either spelling); overrides --feature-set.
+    /// Comma-separated feature names (either spelling), each optionally with `:log1p` or `:none`
+    /// to fix its transform; overrides --feature-set.
     #[arg(long)]
     pub features: Option<String>,
-    /// Named feature set: default (= cic2017), cic2017, cic2017-nonzero, cic2017+port, all.
+    /// Named feature set: default (= shape, the shipped model's), shape, cic2017, cic2017-nonzero,
+    /// cic2017+port, all.
     #[arg(long, default_value = "default")]
     pub feature_set: String,
-    /// Input transform for every feature.
+    /// Input transform for every feature (`both`: each feature as it is and log1p-scaled).
     #[arg(long, value_enum, default_value_t = TransformArg::None)]
     pub transform: TransformArg,
     #[arg(long, default_value_t = 100)]
@@ -53,6 +57,19 @@ pub struct Args {
     /// training data (threshold at that quantile of training scores).
     #[arg(long, default_value = "auto")]
     pub contamination: String,
+    /// Alert threshold from a false-alarm budget: the share of benign flows allowed to alert
+    /// (e.g. 0.005), counted on the --calibrate rows, or on a held-out share (--holdout) of the
+    /// training rows when no --calibrate file is given. Needs no labels.
+    #[arg(long, conflicts_with = "contamination")]
+    pub fpr_budget: Option<f64>,
+    /// Benign flows (same formats as the inputs) the --fpr-budget threshold is set on; with
+    /// --benign-label only their rows with that label are used.
+    #[arg(long, requires = "fpr_budget")]
+    pub calibrate: Vec<PathBuf>,
+    /// With --fpr-budget and no --calibrate: the share of training rows (chosen with --seed) held
+    /// out of training to set the threshold on.
+    #[arg(long, default_value_t = 0.2)]
+    pub holdout: f64,
 }
 
 fn sha256(path: &Path) -> anyhow::Result<String> {
@@ -86,12 +103,18 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             Some(c)
         }
     };
+    if let Some(b) = a.fpr_budget {
+        anyhow::ensure!(
+            b > 0.0 && b < 0.5,
+            "--fpr-budget must be in (0, 0.5), e.g. 0.005"
+        );
+        anyhow::ensure!(
+            a.holdout > 0.0 && a.holdout < 1.0,
+            "--holdout must be in (0, 1)"
+        );
+    }
     let first = &a.inputs[0];
-    let header = dataset::reader(first)?
-        .headers()
-        .with_context(|| format!("{}", first.display()))?
-        .clone();
-    let available = dataset::features_in(&header);
+    let available = dataset::features_available(first)?;
     let features = match &a.features {
         Some(list) => sets::parse_list(list).map_err(anyhow::Error::msg)?,
         None => sets::feature_set(&a.feature_set, &available).map_err(anyhow::Error::msg)?,
@@ -99,23 +122,75 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     if features.is_empty() {
         bail!("no features selected");
     }
+    // Model inputs: a feature whose transform the list fixes appears once; the others once per
+    // --transform (twice for `both`: all as they are, then all log-scaled).
+    let global: &[Transform] = match a.transform {
+        TransformArg::None => &[Transform::None],
+        TransformArg::Log1p => &[Transform::Log1p],
+        TransformArg::Both => &[Transform::None, Transform::Log1p],
+    };
+    let (features, transforms): (Vec<Feature>, Vec<Transform>) = global
+        .iter()
+        .enumerate()
+        .flat_map(|(pass, g)| {
+            features.iter().filter_map(move |(f, t)| match t {
+                Some(t) => (pass == 0).then_some((*f, *t)),
+                None => Some((*f, *g)),
+            })
+        })
+        .unzip();
+    anyhow::ensure!(
+        features.len() <= forest::MAX_INPUTS,
+        "{} model inputs; at most {}",
+        features.len(),
+        forest::MAX_INPUTS
+    );
     let started = Instant::now();
     let label = a.benign_label.as_ref().map(|_| a.label_column.as_str());
     let benign = a.benign_label.clone();
     let keep = move |l: &str| benign.as_deref().is_none_or(|b| l.eq_ignore_ascii_case(b));
     let ds = dataset::read(&a.inputs, &features, label, &keep)?;
+    let (ds, calibration) = match a.fpr_budget {
+        None => (ds, None),
+        Some(_) if !a.calibrate.is_empty() => {
+            let cal = dataset::read(&a.calibrate, &features, label, &keep)?;
+            let what = format!(
+                "{} rows of {}",
+                cal.rows(),
+                a.calibrate
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            (ds, Some((cal.values, what)))
+        }
+        Some(_) => {
+            let (kept, held) = train::hold_out(&ds.values, features.len(), a.holdout, a.seed);
+            let what = format!(
+                "{} training rows held out of training (seed {})",
+                held.len() / features.len(),
+                a.seed
+            );
+            (
+                dataset::Dataset {
+                    values: kept,
+                    labels: Vec::new(),
+                    ..ds
+                },
+                Some((held, what)),
+            )
+        }
+    };
     let rows = ds.rows();
     if rows < 2 {
         bail!("only {rows} training rows after filtering; need at least 2");
     }
-    let transform = match a.transform {
-        TransformArg::None => Transform::None,
-        TransformArg::Log1p => Transform::Log1p,
-    };
     let x: Vec<f32> = ds
         .values
         .iter()
-        .map(|v| transform.apply(forest::clean(*v)) as f32)
+        .zip(transforms.iter().cycle())
+        .map(|(v, t)| t.apply(forest::clean(*v)) as f32)
         .collect();
     let matrix = Matrix {
         data: &x,
@@ -162,11 +237,14 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     );
     params.insert("benign_label".into(), a.benign_label.clone().into());
     params.insert("contamination".into(), a.contamination.clone().into());
+    if let Some(b) = a.fpr_budget {
+        params.insert("fpr_budget".into(), b.into());
+    }
     let mut file = ModelFile {
         format: FORMAT.into(),
         version: FORMAT_VERSION,
         features: features.iter().map(|f| f.name().to_string()).collect(),
-        transforms: vec![transform; features.len()],
+        transforms,
         max_samples: max_samples as u64,
         offset: -0.5,
         threshold: 0.5,
@@ -186,6 +264,27 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         model.score_rows(&ds.values, &mut scores);
         file.threshold = train::quantile_threshold(&scores, c);
         file.offset = -file.threshold;
+    }
+    if let (Some(budget), Some((values, what))) = (a.fpr_budget, &calibration) {
+        let n = values.len() / features.len();
+        anyhow::ensure!(
+            n >= 1,
+            "no calibration rows for --fpr-budget ({what}); give --calibrate files with benign flows"
+        );
+        if (budget * n as f64) < 1.0 {
+            eprintln!(
+                "warning: {n} calibration rows are too few for a {budget} budget (not one row may alert); the threshold is the highest calibration score"
+            );
+        }
+        let model = Model::from_file(file.clone()).map_err(anyhow::Error::msg)?;
+        let mut scores = vec![0.0; n];
+        model.score_rows(values, &mut scores);
+        file.threshold = train::quantile_threshold(&scores, budget);
+        file.offset = -file.threshold;
+        let over = scores.iter().filter(|s| **s > file.threshold).count();
+        file.provenance.notes = format!(
+            "threshold from a false-alarm budget of {budget}: {over} of {what} score above it"
+        );
     }
     Model::from_file(file.clone()).map_err(anyhow::Error::msg)?;
     Model::save(&file, &a.output)?;

@@ -1,6 +1,7 @@
 //! Reading labeled flow CSVs — flowsentry's own `flows` output, the original CIC-IDS2017 CSVs
 //! (leading spaces, duplicated `Fwd Header Length`, `Infinity`/`NaN`) and CICFlowMeter-4 /
-//! improved CIC-IDS2017 files — through the schema table. Feeds `train`, `score`, `evaluate`.
+//! improved CIC-IDS2017 files — through the schema table, and the daemon's flow events (JSON
+//! lines, see [`super::events`]). Feeds `train`, `score`, `evaluate`.
 
 use std::path::{Path, PathBuf};
 
@@ -33,6 +34,35 @@ pub enum DatasetError {
     },
     #[error("{path}: no data rows")]
     NoRows { path: PathBuf },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: not a JSON event: {msg}")]
+    NotJson {
+        path: PathBuf,
+        line: u64,
+        msg: String,
+    },
+    #[error(
+        "{path}:{line}: flow event without flowsentry.features (the feature vector); collect flow events with a flowsentry that writes it ([alerts] flow_events = true)"
+    )]
+    EventWithoutFeatures { path: PathBuf, line: u64 },
+    #[error(
+        "{path}:{line}: flow event has no feature {feature:?} in flowsentry.features (needed by the model/feature set)"
+    )]
+    EventMissingFeature {
+        path: PathBuf,
+        line: u64,
+        feature: String,
+    },
+    #[error("{path}: no flow events (lines with \"event_type\": \"flow\")")]
+    NoFlowEvents { path: PathBuf },
+    #[error(
+        "{path}: flow events carry no labels; drop --benign-label (train) or give labeled CSVs (evaluate)"
+    )]
+    EventsHaveNoLabel { path: PathBuf },
 }
 
 /// Where each wanted feature sits in one file.
@@ -87,6 +117,22 @@ pub fn features_in(header: &csv::StringRecord) -> Vec<Feature> {
     v.sort();
     v.dedup();
     v
+}
+
+/// Every schema feature a training file provides: a CSV's columns, or the names in the first
+/// flow event's `flowsentry.features`.
+pub fn features_available(path: &Path) -> Result<Vec<Feature>, DatasetError> {
+    if super::events::looks_like_events(path)? {
+        return super::events::features_in(path);
+    }
+    let header = reader(path)?
+        .headers()
+        .map_err(|e| DatasetError::Csv {
+            path: path.into(),
+            source: e,
+        })?
+        .clone();
+    Ok(features_in(&header))
 }
 
 /// Parses a cell: surrounding spaces ignored; `Infinity`, `-Infinity`, `NaN` accepted; an empty
@@ -146,6 +192,14 @@ pub fn read(
         ..Dataset::default()
     };
     for path in paths {
+        if super::events::looks_like_events(path)? {
+            if label.is_some() {
+                return Err(DatasetError::EventsHaveNoLabel { path: path.clone() });
+            }
+            let n = super::events::read(path, features, &mut ds)?;
+            ds.files.push((path.clone(), n));
+            continue;
+        }
         let mut rdr = reader(path)?;
         let header = rdr
             .headers()

@@ -4,6 +4,7 @@
 
 pub mod csv_out;
 pub mod dataset;
+pub mod events;
 pub mod schema;
 
 pub use schema::{Column, ColumnSet, FEATURES, Feature, FeatureDef, Kind, NUM_FEATURES};

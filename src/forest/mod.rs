@@ -175,6 +175,9 @@ impl Node {
 /// Number of input slots: a power of two above [`NUM_FEATURES`], so that a node's slot needs no
 /// bounds check.
 const SLOTS: usize = 256;
+/// Most model inputs: a feature may appear more than once with different transforms (e.g. as
+/// it is and log-scaled); every input needs its own slot.
+pub const MAX_INPUTS: usize = SLOTS;
 const _: () = assert!(NUM_FEATURES <= SLOTS);
 
 /// A flow's model inputs as f32, at the slots the nodes test.
@@ -316,9 +319,9 @@ impl Model {
                 file.version
             ));
         }
-        if file.features.is_empty() || file.features.len() > NUM_FEATURES {
+        if file.features.is_empty() || file.features.len() > MAX_INPUTS {
             return Err(format!(
-                "{} features; expected 1 to {NUM_FEATURES}",
+                "{} features; expected 1 to {MAX_INPUTS}",
                 file.features.len()
             ));
         }
@@ -671,12 +674,15 @@ impl Model {
             }
         }
         let sum: f64 = w.iter().sum::<f64>().max(f64::MIN_POSITIVE);
-        let mut out: Vec<(Feature, f64)> = self
-            .features
-            .iter()
-            .copied()
-            .zip(w.into_iter().map(|v| v / sum))
-            .collect();
+        // A feature the model reads twice (as it is and log-scaled) is one feature to a reader:
+        // its inputs' weights add up.
+        let mut out: Vec<(Feature, f64)> = Vec::with_capacity(w.len());
+        for (f, v) in self.features.iter().zip(w) {
+            match out.iter_mut().find(|(g, _)| g == f) {
+                Some((_, acc)) => *acc += v / sum,
+                None => out.push((*f, v / sum)),
+            }
+        }
         out.sort_by(|a, b| b.1.total_cmp(&a.1));
         out.truncate(k);
         out
@@ -777,6 +783,44 @@ fn flatten_tree(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn top_features_merge_a_feature_read_twice() {
+        // Flow Duration as it is (input 0) and log-scaled (input 1), Total Fwd Packet (input 2).
+        let mut f = stump();
+        f.features = vec![
+            "Flow Duration".into(),
+            "Flow Duration".into(),
+            "Total Fwd Packet".into(),
+        ];
+        f.transforms = vec![Transform::None, Transform::Log1p, Transform::None];
+        f.trees = vec![
+            TreeFile {
+                feature: vec![0, 1, -2, -2, -2],
+                threshold: vec![10.0, 1.0, -2.0, -2.0, -2.0],
+                left: vec![1, 2, -1, -1, -1],
+                right: vec![4, 3, -1, -1, -1],
+                n_samples: vec![4, 3, 1, 2, 1],
+            },
+            TreeFile {
+                feature: vec![2, -2, -2],
+                threshold: vec![3.0, -2.0, -2.0],
+                left: vec![1, -1, -1],
+                right: vec![2, -1, -1],
+                n_samples: vec![4, 3, 1],
+            },
+        ];
+        let m = Model::from_file(f).unwrap();
+        let mut v = [0.0; NUM_FEATURES];
+        v[Feature::FlowDuration as usize] = 5.0;
+        v[Feature::TotalFwdPackets as usize] = 1.0;
+        // Tree 1: Flow Duration at depth 0 (weight 1) and depth 1 (1/2); tree 2: Total Fwd
+        // Packet at depth 0 (1). Flow Duration is listed once with 1.5 / 2.5.
+        let top = m.top_features(&FlowRecord::from_values(v), 5);
+        assert_eq!(top.len(), 2, "{top:?}");
+        assert_eq!(top[0].0, Feature::FlowDuration);
+        assert!((top[0].1 - 0.6).abs() < 1e-12 && (top[1].1 - 0.4).abs() < 1e-12);
+    }
 
     fn stump() -> ModelFile {
         ModelFile {

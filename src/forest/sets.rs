@@ -1,7 +1,12 @@
 //! Named feature sets for training. Every list is built from the schema table, never spelled
 //! out by name.
 
+use super::Transform;
 use crate::features::{FEATURES, Feature};
+
+/// One model input as a set names it: a feature, and its transform when the set fixes one
+/// (`None`: the transform given to `train`).
+pub type Input = (Feature, Option<Transform>);
 
 /// Features that are all zero in the original CIC-IDS2017 CSVs (a documented defect of the tool
 /// that made them) and so carry no information for a model trained on them.
@@ -16,17 +21,67 @@ pub const ALWAYS_ZERO_IN_CIC2017: [Feature; 8] = [
     Feature::BwdAvgBulkRate,
 ];
 
+/// The `shape` set's counts and sizes, log-scaled (a split isolates the small values: one-packet
+/// probes, empty replies). All but the two maxima are also given as they are (a split isolates
+/// the large values: floods, big responses). The maxima are not: a capture host's segmentation
+/// offload (GRO/LRO) merges TCP segments into "packets" far above the MTU (up to 37,440 bytes in
+/// `ndpi__1kxun.pcap`), which a raw-scale split isolates at once.
+pub const SHAPE_SIZES: [Feature; 9] = [
+    Feature::TotalFwdPackets,
+    Feature::TotalBwdPackets,
+    Feature::TotalLenFwdPackets,
+    Feature::TotalLenBwdPackets,
+    Feature::BwdPktLenMax,
+    Feature::PktLenMax,
+    Feature::BwdPktLenStd,
+    Feature::PktLenStd,
+    Feature::PktLenVariance,
+];
+
+/// The `shape` set's TCP flag counts (log-scaled). URG, CWR and ECE are left out: always 0 in
+/// the benign training rows, a forest never splits on them.
+pub const SHAPE_FLAGS: [Feature; 7] = [
+    Feature::FwdPshFlags,
+    Feature::BwdPshFlags,
+    Feature::FinFlagCount,
+    Feature::SynFlagCount,
+    Feature::RstFlagCount,
+    Feature::PshFlagCount,
+    Feature::AckFlagCount,
+];
+
 /// Names accepted by `--feature-set`.
-pub const NAMES: [&str; 5] = [
+pub const NAMES: [&str; 6] = [
     "default",
+    "shape",
     "cic2017",
     "cic2017-nonzero",
     "cic2017+port",
     "all",
 ];
 
+/// The shipped model's inputs: what a flow is made of (how many packets and bytes each way,
+/// the largest packets and their spread, TCP flags), nothing that depends on the network it was
+/// seen on (no times, rates, window sizes, header lengths or ports). Chosen on every attack
+/// class of the improved CIC-IDS2017 and on benign captures of other networks (model/README.md).
+pub fn shape() -> Vec<Input> {
+    let raw = SHAPE_SIZES
+        .iter()
+        .filter(|f| !matches!(f, Feature::BwdPktLenMax | Feature::PktLenMax))
+        .map(|f| (*f, Some(Transform::None)));
+    let log = SHAPE_SIZES
+        .iter()
+        .chain(&SHAPE_FLAGS)
+        .map(|f| (*f, Some(Transform::Log1p)));
+    raw.chain(log).collect()
+}
+
 /// Resolves a feature-set name. `available` are the features the training input provides.
-pub fn feature_set(name: &str, available: &[Feature]) -> Result<Vec<Feature>, String> {
+/// A set either fixes each input's transform (`shape`) or leaves it to `train --transform`.
+pub fn feature_set(name: &str, available: &[Feature]) -> Result<Vec<Input>, String> {
+    if matches!(name, "default" | "shape") {
+        return Ok(shape());
+    }
     let cic2017 = || {
         FEATURES
             .iter()
@@ -34,8 +89,7 @@ pub fn feature_set(name: &str, available: &[Feature]) -> Result<Vec<Feature>, St
             .map(|d| d.id)
     };
     let v: Vec<Feature> = match name {
-        // The shipped model's set: measured best on held-out rows (see model/README.md).
-        "default" | "cic2017" => cic2017().collect(),
+        "cic2017" => cic2017().collect(),
         "cic2017-nonzero" => cic2017()
             .filter(|f| !ALWAYS_ZERO_IN_CIC2017.contains(f))
             .collect(),
@@ -52,14 +106,34 @@ pub fn feature_set(name: &str, available: &[Feature]) -> Result<Vec<Feature>, St
             ));
         }
     };
-    Ok(v)
+    Ok(v.into_iter().map(|f| (f, None)).collect())
 }
 
-/// Parses a comma-separated list of feature names (either spelling).
-pub fn parse_list(list: &str) -> Result<Vec<Feature>, String> {
+/// Parses a comma-separated list of feature names (either spelling), each optionally followed
+/// by `:log1p` or `:none` to fix its transform.
+pub fn parse_list(list: &str) -> Result<Vec<Input>, String> {
     list.split(',')
         .filter(|s| !s.trim().is_empty())
-        .map(|s| Feature::from_name(s).ok_or_else(|| format!("unknown feature {:?}", s.trim())))
+        .map(|item| {
+            let (name, t) = match item.rsplit_once(':') {
+                Some((n, t)) => (n, Some(t.trim())),
+                None => (item, None),
+            };
+            let f = Feature::from_name(name)
+                .ok_or_else(|| format!("unknown feature {:?}", name.trim()))?;
+            let t = match t {
+                None => None,
+                Some("log1p") => Some(Transform::Log1p),
+                Some("none") => Some(Transform::None),
+                Some(other) => {
+                    return Err(format!(
+                        "{:?}: unknown transform {other:?} (log1p or none)",
+                        item.trim()
+                    ));
+                }
+            };
+            Ok((f, t))
+        })
         .collect()
 }
 
@@ -70,17 +144,28 @@ mod tests {
     #[test]
     fn sets_resolve() {
         assert_eq!(feature_set("cic2017", &[]).unwrap().len(), 76);
-        assert_eq!(feature_set("default", &[]).unwrap().len(), 76);
         assert_eq!(feature_set("cic2017-nonzero", &[]).unwrap().len(), 68);
         assert_eq!(
             feature_set("cic2017+port", &[]).unwrap()[0],
-            Feature::DstPort
+            (Feature::DstPort, None)
         );
+        // The shipped set: 7 sizes as they are, then 9 sizes and 7 flag counts log-scaled.
+        let shape = feature_set("default", &[]).unwrap();
+        assert_eq!(shape, feature_set("shape", &[]).unwrap());
+        assert_eq!(shape.len(), 23);
+        assert_eq!(shape[0], (Feature::TotalFwdPackets, Some(Transform::None)));
+        assert_eq!(shape[7], (Feature::TotalFwdPackets, Some(Transform::Log1p)));
+        assert!(shape[7..].iter().all(|(_, t)| *t == Some(Transform::Log1p)));
+        assert!(!shape[..7].iter().any(|(f, _)| *f == Feature::PktLenMax));
         assert!(feature_set("nope", &[]).is_err());
         assert_eq!(
-            parse_list(" Flow Duration,Total Fwd Packet").unwrap(),
-            [Feature::FlowDuration, Feature::TotalFwdPackets]
+            parse_list(" Flow Duration,Total Fwd Packet:log1p").unwrap(),
+            [
+                (Feature::FlowDuration, None),
+                (Feature::TotalFwdPackets, Some(Transform::Log1p))
+            ]
         );
+        assert!(parse_list("Flow Duration:sqrt").is_err());
         assert!(parse_list("Flow Duration,bogus").is_err());
     }
 }

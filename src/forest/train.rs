@@ -154,6 +154,32 @@ pub fn quantile_threshold(scores: &[f64], contamination: f64) -> f64 {
     s[k]
 }
 
+/// Splits row-major `values` (`cols` per row) into (kept, held out): a share `holdout` of the
+/// rows, chosen with `seed`, is held out; both keep the input order.
+pub fn hold_out(values: &[f64], cols: usize, holdout: f64, seed: u64) -> (Vec<f64>, Vec<f64>) {
+    let n = values.len().checked_div(cols).unwrap_or(0);
+    let k = ((holdout * n as f64).round() as usize).min(n);
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut rng = Rng::new(seed ^ 0xCA11_B4A7);
+    for i in 0..k {
+        let j = i + rng.below(n - i);
+        order.swap(i, j);
+    }
+    let mut held_rows = vec![false; n];
+    for &r in &order[..k] {
+        held_rows[r] = true;
+    }
+    let (mut kept, mut held) = (Vec::new(), Vec::new());
+    for (r, row) in values.chunks_exact(cols.max(1)).enumerate() {
+        if held_rows[r] {
+            held.extend_from_slice(row);
+        } else {
+            kept.extend_from_slice(row);
+        }
+    }
+    (kept, held)
+}
+
 /// The leaf-size correction at the root, exposed for reports.
 pub fn expected_depth(max_samples: usize) -> f64 {
     average_path_length(max_samples as f64)
@@ -220,6 +246,21 @@ mod tests {
         );
         let (c, _) = grow(&x, Params { seed: 43, ..p }, |_| {});
         assert_ne!(model(c, ms).score_values(&[0.5, 0.5, 0.5]), inlier);
+    }
+
+    #[test]
+    fn hold_out_is_seeded_and_disjoint() {
+        let v: Vec<f64> = (0..100).map(f64::from).collect();
+        let (kept, held) = hold_out(&v, 2, 0.2, 42);
+        assert_eq!((kept.len(), held.len()), (80, 20));
+        assert_eq!(hold_out(&v, 2, 0.2, 42), (kept.clone(), held.clone()));
+        assert_ne!(hold_out(&v, 2, 0.2, 43).1, held);
+        // Rows stay whole (an even value starts every row) and none is in both parts.
+        assert!(
+            held.chunks(2)
+                .all(|r| r[0] % 2.0 == 0.0 && r[1] == r[0] + 1.0)
+        );
+        assert!(held.iter().all(|x| !kept.contains(x)));
     }
 
     #[test]
