@@ -70,17 +70,19 @@ fn lowered_threshold_in_config_alerts_on_the_injection_flow() {
     let ev = events(&out.stdout);
     assert!(!ev.is_empty(), "no alerts at threshold 0.55; stderr: {err}");
     for e in &ev {
-        assert_eq!(e["event_type"], "anomaly");
+        assert_eq!(e["event_type"], "alert");
         assert_eq!(e["dest_ip"], "192.168.10.50");
-        assert_eq!(e["anomaly"]["threshold"], 0.55);
-        assert!(e["anomaly"]["score"].as_f64().unwrap() > 0.55);
+        assert_eq!(e["flowsentry"]["detector"], "flow");
+        assert_eq!(e["flowsentry"]["threshold"], 0.55);
+        assert!(e["flowsentry"]["score"].as_f64().unwrap() > 0.55);
         // A feature the model reads twice (as it is and log-scaled) is listed once.
-        let names: Vec<&str> = e["anomaly"]["top_features"]
+        let names: Vec<&str> = e["flowsentry"]["explanation"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|f| f["name"].as_str().unwrap())
+            .map(|f| f["feature"].as_str().unwrap())
             .collect();
+        assert!(!names.is_empty());
         let mut distinct = names.clone();
         distinct.sort();
         distinct.dedup();

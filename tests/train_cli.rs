@@ -149,3 +149,41 @@ fn budget_options_are_checked() {
         assert!(!o.status.success(), "{bad:?} was accepted");
     }
 }
+
+#[test]
+fn learns_from_the_flow_events_a_replay_writes() {
+    // The whole loop a site runs: the sensor writes flow events, train reads them back with the
+    // shipped feature set, the new model loads.
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("flows.json");
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("model/forest.json");
+    let cfg = dir.path().join("flowsentry.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[model]\npath = {model:?}\n[alerts]\nflow_events = true\n[[alerts.sinks]]\ntype = \"json\"\npath = {events:?}\n"
+        ),
+    )
+    .unwrap();
+    let o = Command::new(bin())
+        .args(["replay", "--config"])
+        .arg(&cfg)
+        .arg(data("nfstream__WebattackSQLinj.pcap"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = dir.path().join("site.json");
+    let ev = events.to_str().unwrap();
+    let o = Command::new(bin())
+        .args(["train", ev, "-o"])
+        .arg(&out)
+        .args(["--fpr-budget", "0.25", "--calibrate", ev])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m = Model::load(&out).unwrap();
+    // 9 flows in the capture, each one flow event; the shipped set's 23 inputs.
+    assert_eq!(m.file().provenance.rows_used, 9);
+    assert_eq!(m.features().len(), 23);
+    assert_eq!(scores(&m, &events).len(), 9);
+}
