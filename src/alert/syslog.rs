@@ -5,9 +5,9 @@
 //! What "written" means here: unix, the datagram was accepted by the local syslog socket; tcp,
 //! the message was handed whole to the kernel's connection (a collector that dies loses what sat
 //! in the socket buffer; the error shows on the next write and from then on events are retried
-//! and counted failed); udp, the datagram was sent: a collector that is down is only noticed
-//! when its host answers ICMP port-unreachable, which fails the *next* send (so at most the event
-//! sent as it went down is counted written and lost); a silent network loss cannot be known.
+//! and counted failed); udp, the datagram was sent: UDP has no delivery report, a collector that
+//! is down is noticed only when an ICMP port-unreachable fails a later send, so most datagrams
+//! sent into an outage count as written and are lost.
 
 use std::io::BufWriter;
 use std::net::{SocketAddr, TcpStream, UdpSocket};

@@ -47,6 +47,9 @@ impl Default for Limits {
     }
 }
 
+const BUSY: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-length: 0\r\nretry-after: 1\r\n\r\n";
+
 /// Pause after a failed accept (out of file descriptors): the loop never spins.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -59,9 +62,6 @@ pub async fn serve(listener: TcpListener, m: Arc<Metrics>) {
 pub async fn serve_with(listener: TcpListener, m: Arc<Metrics>, limits: Limits) {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
-        };
         let sock = match listener.accept().await {
             Ok((sock, _)) => sock,
             Err(e) => {
@@ -69,6 +69,13 @@ pub async fn serve_with(listener: TcpListener, m: Arc<Metrics>, limits: Limits) 
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
+        };
+        // At the limit a new connection is answered 503 and closed at once, not left waiting in
+        // the accept queue behind slow clients: a client that retries gets in as soon as a
+        // slot frees (at most the header timeout later).
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            let _ = sock.try_write(BUSY);
+            continue;
         };
         let m = m.clone();
         tokio::spawn(async move {
@@ -122,7 +129,14 @@ async fn route(req: Request<Incoming>, m: &Metrics, limits: Limits) -> Response<
                 .await
             {
                 Ok(b) => b.to_bytes(),
-                Err(_) => return too_large(),
+                Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
+                Err(e) => {
+                    return reply(
+                        StatusCode::BAD_REQUEST,
+                        "text/plain",
+                        format!("cannot read the body: {e}\n"),
+                    );
+                }
             };
             match predict(&body, m) {
                 Ok(j) => reply(StatusCode::OK, "application/json", j),
@@ -388,6 +402,14 @@ mod tests {
         let r = exchange(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n").await;
         assert!(r.starts_with("HTTP/1.1 200"), "{r:?}");
         assert!(r.contains("flowsentry_alerts_total 3\n"), "{r:?}");
+        let r = exchange(
+            b"POST /predict HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
+        )
+        .await;
+        assert!(
+            r.starts_with("HTTP/1.1 400"),
+            "a bad chunk is not too large: {r:?}"
+        );
         let r = exchange(b"GET /nothing HTTP/1.1\r\nhost: x\r\n\r\n").await;
         assert!(r.starts_with("HTTP/1.1 404"), "{r:?}");
     }
@@ -435,7 +457,16 @@ mod tests {
             idle.push(s);
         }
         let t = std::time::Instant::now();
-        let r = send(addr, b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n").await;
+        // Busy (503) at first, served once the slow clients' header time is up.
+        let mut r = String::new();
+        for _ in 0..30 {
+            r = send(addr, b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n").await;
+            if r.starts_with("HTTP/1.1 200") {
+                break;
+            }
+            assert!(r.starts_with("HTTP/1.1 503") || r.is_empty(), "{r:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         assert!(r.starts_with("HTTP/1.1 200"), "{r:?}");
         assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
     }
