@@ -15,7 +15,7 @@ use crate::alert::dispatch::Dispatcher;
 use crate::alert::json::JsonSink;
 use crate::alert::stdout::StdoutSink;
 use crate::alert::syslog::SyslogSink;
-use crate::alert::{Alert, Origin, Sink, SinkError, Verdict};
+use crate::alert::{Alert, Contribution, Origin, Sink, SinkError, Verdict};
 use crate::capture::{CaptureError, FileSource, LiveOptions, LiveSource, Next};
 use crate::config::{Config, ConfigError, SinkConfig};
 use crate::features::{Feature, FlowRecord};
@@ -125,7 +125,16 @@ impl Scorer {
             let v = Verdict {
                 score: s,
                 threshold: self.threshold,
-                top: self.model.top_features(r, self.top_features),
+                top: self
+                    .model
+                    .top_features(r, self.top_features)
+                    .into_iter()
+                    .map(|(f, weight)| Contribution {
+                        feature: f,
+                        weight,
+                        percentile: self.model.percentile(f, r.get(f)),
+                    })
+                    .collect(),
             };
             send(Alert::flow_alert(r, &v, &self.origin));
         }

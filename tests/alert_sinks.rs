@@ -10,7 +10,7 @@ use std::time::Duration;
 use flowsentry::alert::dispatch::Dispatcher;
 use flowsentry::alert::json::JsonSink;
 use flowsentry::alert::syslog::SyslogSink;
-use flowsentry::alert::{Alert, Origin, Sink, SinkError, Verdict};
+use flowsentry::alert::{Alert, Contribution, Origin, Sink, SinkError, Verdict};
 use flowsentry::config::SyslogSinkConfig;
 use flowsentry::features::{EndReason, Feature, FlowRecord, NUM_FEATURES};
 
@@ -40,7 +40,11 @@ fn alert(port: u16) -> Alert {
     let v = Verdict {
         score: 0.71,
         threshold: 0.5,
-        top: vec![(Feature::TotalFwdPackets, 0.4)],
+        top: vec![Contribution {
+            feature: Feature::TotalFwdPackets,
+            weight: 0.4,
+            percentile: Some(97.25),
+        }],
     };
     Alert::flow_alert(&r, &v, &origin)
 }
@@ -99,6 +103,10 @@ fn json_lines_carry_eve_fields() {
         a["flowsentry"]["explanation"][0]["feature"],
         "Total Fwd Packet"
     );
+    let e = &a["flowsentry"]["explanation"][0];
+    assert_eq!(e["label"], "packets client→server");
+    assert_eq!(e["value"], 3.0);
+    assert_eq!(e["percentile"], 97.3);
     assert!(a["flow_id"].as_u64().unwrap() < (1 << 53));
 }
 

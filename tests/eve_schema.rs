@@ -198,7 +198,7 @@ fn every_event_kind_validates_against_suricatas_eve_schema() {
 }
 
 #[test]
-fn flow_events_carry_every_feature_as_a_number() {
+fn flow_events_carry_every_feature_and_alerts_explain_with_percentiles() {
     let dir = tempfile::tempdir().unwrap();
     let ev = replay_events("nfstream__WebattackSQLinj.pcap", dir.path());
     let flows: Vec<&Value> = ev.iter().filter(|e| e["event_type"] == "flow").collect();
@@ -217,5 +217,16 @@ fn flow_events_carry_every_feature_as_a_number() {
             feats["Dst Port"].as_f64().unwrap(),
             f["dest_port"].as_f64().unwrap()
         );
+    }
+    // The shipped model stores training quantiles: every explained feature has a label and
+    // a percentile in 0..=100.
+    let alerts: Vec<&Value> = ev.iter().filter(|e| e["event_type"] == "alert").collect();
+    assert!(!alerts.is_empty());
+    for a in alerts {
+        for x in a["flowsentry"]["explanation"].as_array().unwrap() {
+            assert!(!x["label"].as_str().unwrap().is_empty());
+            let p = x["percentile"].as_f64().unwrap();
+            assert!((0.0..=100.0).contains(&p), "{x}");
+        }
     }
 }

@@ -170,9 +170,25 @@ impl EveFlow {
 pub struct Explained {
     /// Feature name as [`Feature::name`] spells it.
     pub feature: &'static str,
+    /// What it measures, for a human ([`super::explain::label`]).
+    pub label: &'static str,
     pub value: f64,
+    /// Percent of the model's training flows with a value at or below this one (absent when
+    /// the model file stores no training quantiles).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub percentile: Option<f64>,
     /// Share of the isolation paths' split weight (1/(depth+1) per split) this feature got.
     pub weight: f64,
+}
+
+/// One feature behind a flow's score, as the scorer hands it over.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Contribution {
+    pub feature: Feature,
+    /// Share of the split weight on the flow's isolation paths.
+    pub weight: f64,
+    /// Where the flow's value falls in the training data, percent (see [`Explained`]).
+    pub percentile: Option<f64>,
 }
 
 /// The flow behind an event, in flowsentry's terms (`flowsentry.flow`).
@@ -247,8 +263,8 @@ pub struct Extension {
 pub struct Verdict {
     pub score: f64,
     pub threshold: f64,
-    /// The features that isolated the flow soonest, with their weights (alerts only).
-    pub top: Vec<(Feature, f64)>,
+    /// The features that isolated the flow soonest (alerts only).
+    pub top: Vec<Contribution>,
 }
 
 /// An alert about a host rather than one flow (scan, sweep, flood, brute force): what the host
@@ -377,10 +393,12 @@ impl Alert {
             explanation: v
                 .top
                 .iter()
-                .map(|(f, w)| Explained {
-                    feature: f.name(),
-                    value: r.get(*f),
-                    weight: *w,
+                .map(|c| Explained {
+                    feature: c.feature.name(),
+                    label: super::explain::label(c.feature),
+                    value: r.get(c.feature),
+                    percentile: c.percentile.map(|p| (p * 10.0).round() / 10.0),
+                    weight: c.weight,
                 })
                 .collect(),
             host: None,
@@ -513,7 +531,14 @@ impl Alert {
             let _ = write!(s, " duration_us={}", d.duration_us);
         }
         if !x.explanation.is_empty() {
-            let names: Vec<&str> = x.explanation.iter().map(|e| e.feature).collect();
+            let names: Vec<String> = x
+                .explanation
+                .iter()
+                .map(|e| match e.percentile {
+                    Some(p) => format!("{}={} (p{p})", e.feature, e.value),
+                    None => format!("{}={}", e.feature, e.value),
+                })
+                .collect();
             let _ = write!(s, " top_features=\"{}\"", q(&names.join(",")));
         }
         if let Some(h) = &x.host {

@@ -6,6 +6,7 @@
 
 pub mod dispatch;
 pub mod event;
+pub mod explain;
 pub mod json;
 pub mod signature;
 pub mod stdout;
@@ -14,8 +15,8 @@ pub mod syslog;
 use thiserror::Error;
 
 pub use event::{
-    Alert, AlertInfo, EveFlow, Explained, Extension, HostAlert, HostInfo, HostRole, Origin,
-    Verdict, eve_time, flow_id, proto_name,
+    Alert, AlertInfo, Contribution, EveFlow, Explained, Extension, HostAlert, HostInfo, HostRole,
+    Origin, Verdict, eve_time, flow_id, proto_name,
 };
 pub use signature::{Detector, Signature};
 

@@ -257,6 +257,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             params,
             notes: String::new(),
         },
+        quantiles: Some(forest::Quantiles::compute(&ds.values, features.len())),
     };
     if let Some(c) = contamination {
         let model = Model::from_file(file.clone()).map_err(anyhow::Error::msg)?;

@@ -2,8 +2,11 @@
 //! full validation into flat arrays ([`Model`]), scikit-learn-exact scoring, and training
 //! ([`train`]). A finished [`FlowRecord`] goes in; an anomaly score in (0, 1] comes out.
 
+pub mod quantiles;
 pub mod sets;
 pub mod train;
+
+pub use quantiles::Quantiles;
 
 use std::path::{Path, PathBuf};
 
@@ -112,6 +115,9 @@ pub struct ModelFile {
     pub threshold: f64,
     pub trees: Vec<TreeFile>,
     pub provenance: Provenance,
+    /// Training-data percentiles per feature, for explanations (absent in older files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantiles: Option<Quantiles>,
 }
 
 /// Model loading and validation errors; each names the file.
@@ -424,6 +430,9 @@ impl Model {
                 }
             }
         }
+        if let Some(q) = &file.quantiles {
+            q.validate(features.len())?;
+        }
         let trees = file.trees.len();
         let denominator = average_path_length(file.max_samples as f64) * trees as f64;
         Ok(Model {
@@ -458,6 +467,14 @@ impl Model {
     pub fn features(&self) -> &[Feature] {
         &self.features
     }
+    /// Where `raw` falls among the training values of feature `f`, in percent at or below it;
+    /// `None` when the model has no quantiles or does not use `f`.
+    pub fn percentile(&self, f: Feature, raw: f64) -> Option<f64> {
+        let q = self.file.quantiles.as_ref()?;
+        let i = self.features.iter().position(|x| *x == f)?;
+        q.percentile(i, raw)
+    }
+
     /// Alert threshold on the anomaly score.
     pub fn threshold(&self) -> f64 {
         self.file.threshold
@@ -839,7 +856,28 @@ mod tests {
                 n_samples: vec![4, 3, 1],
             }],
             provenance: Provenance::default(),
+            quantiles: None,
         }
+    }
+
+    #[test]
+    fn quantiles_are_optional_and_checked() {
+        let mut f = stump();
+        let old = Model::from_file(f.clone()).unwrap();
+        assert_eq!(old.percentile(Feature::FlowDuration, 5.0), None);
+        f.quantiles = Some(Quantiles::compute(&[1.0, 2.0, 3.0, 4.0, 5.0], 1));
+        let m = Model::from_file(f.clone()).unwrap();
+        assert_eq!(m.percentile(Feature::FlowDuration, 3.0), Some(50.0));
+        assert_eq!(m.percentile(Feature::TotalFwdPackets, 3.0), None);
+        // A model file without the key (every file before quantiles) still parses.
+        let mut json: serde_json::Value = serde_json::to_value(stump()).unwrap();
+        assert!(json.get("quantiles").is_none());
+        json.as_object_mut().unwrap().remove("quantiles");
+        let back: ModelFile = serde_json::from_value(json).unwrap();
+        assert!(Model::from_file(back).is_ok());
+        // Quantiles for the wrong number of features are refused.
+        f.quantiles = Some(Quantiles::compute(&[1.0, 2.0], 2));
+        assert!(Model::from_file(f).unwrap_err().contains("quantiles"));
     }
 
     #[test]

@@ -218,6 +218,7 @@ mod tests {
             threshold: 0.5,
             trees,
             provenance: Provenance::default(),
+            quantiles: None,
         })
         .unwrap()
     }
