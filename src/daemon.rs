@@ -169,7 +169,7 @@ pub fn build_sinks(cfg: &Config) -> Result<Vec<Box<dyn Sink>>, DaemonError> {
     for s in &cfg.alerts.sinks {
         match s {
             SinkConfig::Json(j) => v.push(Box::new(JsonSink::open(&j.path)?)),
-            SinkConfig::Stdout(_) => v.push(Box::new(StdoutSink)),
+            SinkConfig::Stdout(_) => v.push(Box::new(StdoutSink::default())),
             SinkConfig::Syslog(s) => v.push(Box::new(SyslogSink::open(s)?)),
         }
     }

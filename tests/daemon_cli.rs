@@ -577,3 +577,36 @@ fn file_size_limit_leaves_whole_lines_and_honest_counters() {
         "{err}"
     );
 }
+
+#[test]
+fn replay_into_a_closed_pipe_ends_at_once_and_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = root().join("model/forest.json");
+    let cfg = write_config(
+        dir.path(),
+        &format!("[model]\npath = {model:?}\n[alerts]\nflow_events = true\n"),
+    );
+    let t = std::time::Instant::now();
+    let mut child = Command::new(bin())
+        .args(["replay", "--config"])
+        .arg(&cfg)
+        .arg(sqlinj())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // `| head` that has finished
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "no retries into a closed pipe: {:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        stat(&err, "sink_written") + stat(&err, "sink_failed"),
+        stat(&err, "scored"),
+        "{err}"
+    );
+}

@@ -110,6 +110,11 @@ fn sleep_unless_abandoned(d: Duration, flags: &Flags) -> bool {
 }
 
 fn deliver(sink: &mut dyn Sink, a: &Alert, c: &SinkCounters, flags: &Flags) {
+    if sink.gone() {
+        c.queued.fetch_sub(1, Ordering::Relaxed);
+        c.failed.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
     let mut delay = RETRY_FIRST_MS;
     for attempt in 0..ATTEMPTS {
         match sink.emit(a) {
@@ -122,6 +127,13 @@ fn deliver(sink: &mut dyn Sink, a: &Alert, c: &SinkCounters, flags: &Flags) {
                 c.errors.fetch_add(1, Ordering::Relaxed);
                 if attempt == 0 {
                     tracing::warn!("alert sink {}: {e}; retrying", c.name);
+                }
+                if sink.gone() {
+                    tracing::warn!(
+                        "alert sink {}: closed for good; later events are counted failed",
+                        c.name
+                    );
+                    break;
                 }
                 if attempt + 1 == ATTEMPTS
                     || !sleep_unless_abandoned(Duration::from_millis(delay), flags)

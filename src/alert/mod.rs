@@ -34,4 +34,9 @@ pub trait Sink: Send {
     fn reopen(&mut self) -> Result<(), SinkError> {
         Ok(())
     }
+    /// The destination is gone for good (a closed stdout): events are counted failed at once,
+    /// without retries.
+    fn gone(&self) -> bool {
+        false
+    }
 }
