@@ -134,6 +134,31 @@ fn flow_events_without_features_fail_naming_the_line() {
 }
 
 #[test]
+fn max_rows_trains_on_a_seeded_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = data("flow_events.jsonl");
+    let ev = events.to_str().unwrap();
+    let out = dir.path().join("m.json");
+    let o = train(&[ev, "--max-rows", "8"], &out);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("sampled 8 of 20 rows"),
+        "{}",
+        stderr(&o)
+    );
+    let f = Model::load(&out).unwrap().file().clone();
+    assert_eq!(f.provenance.rows_used, 8);
+    assert_eq!(f.provenance.training_files[0].rows, 20);
+    assert_eq!(f.provenance.params["max_rows"], 8);
+    // Under the cap: every row, and no max_rows in the provenance.
+    let o = train(&[ev], &out);
+    assert!(o.status.success() && !stderr(&o).contains("sampled"));
+    let f = Model::load(&out).unwrap().file().clone();
+    assert_eq!(f.provenance.rows_used, 20);
+    assert!(!f.provenance.params.contains_key("max_rows"));
+}
+
+#[test]
 fn budget_options_are_checked() {
     let dir = tempfile::tempdir().unwrap();
     let ev = data("flow_events.jsonl");

@@ -70,6 +70,10 @@ pub struct Args {
     /// out of training to set the threshold on.
     #[arg(long, default_value_t = 0.2)]
     pub holdout: f64,
+    /// Train on a uniform random sample (chosen with --seed) of at most this many rows of the
+    /// inputs (and of the --calibrate files), so a week of flow events fits in memory.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub max_rows: usize,
 }
 
 fn sha256(path: &Path) -> anyhow::Result<String> {
@@ -149,11 +153,23 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let label = a.benign_label.as_ref().map(|_| a.label_column.as_str());
     let benign = a.benign_label.clone();
     let keep = move |l: &str| benign.as_deref().is_none_or(|b| l.eq_ignore_ascii_case(b));
-    let ds = dataset::read(&a.inputs, &features, label, &keep)?;
+    anyhow::ensure!(a.max_rows >= 2, "--max-rows must be at least 2");
+    let sample = |salt: u64| Some(dataset::Sample::new(a.max_rows, a.seed ^ salt));
+    let ds = dataset::read_sampled(&a.inputs, &features, label, &keep, sample(0))?;
+    let sampled = (ds.rows() as u64) < ds.rows_read;
+    if sampled {
+        eprintln!(
+            "sampled {} of {} rows (--max-rows {}, seed {})",
+            ds.rows(),
+            ds.rows_read,
+            a.max_rows,
+            a.seed
+        );
+    }
     let (ds, calibration) = match a.fpr_budget {
         None => (ds, None),
         Some(_) if !a.calibrate.is_empty() => {
-            let cal = dataset::read(&a.calibrate, &features, label, &keep)?;
+            let cal = dataset::read_sampled(&a.calibrate, &features, label, &keep, sample(0xCA1))?;
             let what = format!(
                 "{} rows of {}",
                 cal.rows(),
@@ -239,6 +255,9 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     params.insert("contamination".into(), a.contamination.clone().into());
     if let Some(b) = a.fpr_budget {
         params.insert("fpr_budget".into(), b.into());
+    }
+    if sampled {
+        params.insert("max_rows".into(), a.max_rows.into());
     }
     let mut file = ModelFile {
         format: FORMAT.into(),

@@ -153,6 +153,51 @@ pub struct Dataset {
     pub labels: Vec<String>,
     /// (file, rows read) for provenance.
     pub files: Vec<(PathBuf, u64)>,
+    /// Rows read and kept by the filter, before any sampling ([`Sample`]).
+    pub rows_read: u64,
+}
+
+/// A uniform random sample of at most `cap` rows of everything read (reservoir sampling with a
+/// seeded generator), so that a week of a site's flow events trains in bounded memory.
+#[derive(Clone, Debug)]
+pub struct Sample {
+    cap: usize,
+    rng: crate::forest::train::Rng,
+}
+
+impl Sample {
+    pub fn new(cap: usize, seed: u64) -> Sample {
+        Sample {
+            cap: cap.max(1),
+            rng: crate::forest::train::Rng::new(seed),
+        }
+    }
+
+    /// Called right after a row was appended to `ds`: keeps it, or drops it, or lets it replace
+    /// an older row, so that every row read so far is kept with the same probability.
+    pub(crate) fn admit(&mut self, ds: &mut Dataset) {
+        ds.rows_read += 1;
+        let rows = ds.rows();
+        if rows <= self.cap {
+            return;
+        }
+        let d = ds.features.len();
+        let last = rows - 1;
+        let j = self
+            .rng
+            .below(usize::try_from(ds.rows_read).unwrap_or(usize::MAX));
+        let labeled = ds.labels.len() == rows;
+        if j < self.cap {
+            ds.values.copy_within(last * d..rows * d, j * d);
+            if labeled {
+                ds.labels.swap(j, last);
+            }
+        }
+        ds.values.truncate(last * d);
+        if labeled {
+            ds.labels.truncate(last);
+        }
+    }
 }
 
 impl Dataset {
@@ -187,6 +232,17 @@ pub fn read(
     label: Option<&str>,
     keep: &dyn Fn(&str) -> bool,
 ) -> Result<Dataset, DatasetError> {
+    read_sampled(paths, features, label, keep, None)
+}
+
+/// [`read`], keeping at most a [`Sample`] of the rows when one is given.
+pub fn read_sampled(
+    paths: &[PathBuf],
+    features: &[Feature],
+    label: Option<&str>,
+    keep: &dyn Fn(&str) -> bool,
+    mut sample: Option<Sample>,
+) -> Result<Dataset, DatasetError> {
     let mut ds = Dataset {
         features: features.to_vec(),
         ..Dataset::default()
@@ -196,7 +252,7 @@ pub fn read(
             if label.is_some() {
                 return Err(DatasetError::EventsHaveNoLabel { path: path.clone() });
             }
-            let n = super::events::read(path, features, &mut ds)?;
+            let n = super::events::read(path, features, &mut ds, sample.as_mut())?;
             ds.files.push((path.clone(), n));
             continue;
         }
@@ -243,9 +299,13 @@ pub fn read(
             if label.is_some() {
                 ds.labels.push(lab.to_string());
             }
+            match sample.as_mut() {
+                Some(s) => s.admit(&mut ds),
+                None => ds.rows_read += 1,
+            }
             n += 1;
         }
-        if n == 0 && ds.rows() == 0 && paths.len() == 1 {
+        if n == 0 && ds.rows_read == 0 && paths.len() == 1 {
             return Err(DatasetError::NoRows { path: path.clone() });
         }
         ds.files.push((path.clone(), n));
@@ -285,6 +345,53 @@ mod tests {
         })
         .unwrap();
         assert_eq!(benign.rows(), 1);
+    }
+
+    #[test]
+    fn a_sample_keeps_rows_from_the_whole_input_in_bounded_memory() {
+        let mut text = String::from("Flow Duration,Label\n");
+        for i in 0..1000 {
+            text.push_str(&format!(
+                "{i},{}\n",
+                if i % 2 == 0 { "BENIGN" } else { "X" }
+            ));
+        }
+        let f = file(&text);
+        let p: Vec<PathBuf> = vec![f.path().into()];
+        let take = |seed| {
+            read_sampled(
+                &p,
+                &[Feature::FlowDuration],
+                Some("Label"),
+                &|_| true,
+                Some(Sample::new(100, seed)),
+            )
+            .unwrap()
+        };
+        let ds = take(1);
+        assert_eq!((ds.rows(), ds.rows_read, ds.labels.len()), (100, 1000, 100));
+        assert_eq!(ds.files[0].1, 1000);
+        let mut v = ds.values.clone();
+        v.sort_by(f64::total_cmp);
+        v.dedup();
+        assert_eq!(v.len(), 100, "rows are distinct");
+        // Rows from all over the file, each still with its own label.
+        assert!(v.iter().filter(|x| **x >= 500.0).count() > 20, "{v:?}");
+        for (x, l) in ds.values.iter().zip(&ds.labels) {
+            assert_eq!(l == "BENIGN", (*x as u64).is_multiple_of(2));
+        }
+        assert_eq!(take(1).values, ds.values);
+        assert_ne!(take(2).values, ds.values);
+        // Under the cap nothing is dropped.
+        let all = read_sampled(
+            &p,
+            &[Feature::FlowDuration],
+            None,
+            &|_| true,
+            Some(Sample::new(5000, 1)),
+        )
+        .unwrap();
+        assert_eq!(all.rows(), 1000);
     }
 
     #[test]

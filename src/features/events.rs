@@ -11,7 +11,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::dataset::{Dataset, DatasetError};
+use super::dataset::{Dataset, DatasetError, Sample};
 use super::{Feature, NUM_FEATURES};
 
 /// The part of an event line we read; every other field is ignored.
@@ -64,9 +64,14 @@ pub fn features_in(path: &Path) -> Result<Vec<Feature>, DatasetError> {
     Ok(found)
 }
 
-/// Appends the `features` of every flow event in `path` to `ds` (row-major, `features` order).
-/// Returns the number of rows read.
-pub fn read(path: &Path, features: &[Feature], ds: &mut Dataset) -> Result<u64, DatasetError> {
+/// Appends the `features` of every flow event in `path` to `ds` (row-major, `features` order),
+/// through `sample` when one is given. Returns the number of flow events read.
+pub fn read(
+    path: &Path,
+    features: &[Feature],
+    ds: &mut Dataset,
+    mut sample: Option<&mut Sample>,
+) -> Result<u64, DatasetError> {
     let mut n = 0u64;
     each_flow(path, |line, values| {
         for f in features {
@@ -76,6 +81,10 @@ pub fn read(path: &Path, features: &[Feature], ds: &mut Dataset) -> Result<u64, 
                 feature: f.name().into(),
             })?;
             ds.values.push(v);
+        }
+        match sample.as_deref_mut() {
+            Some(s) => s.admit(ds),
+            None => ds.rows_read += 1,
         }
         n += 1;
         Ok(true)
