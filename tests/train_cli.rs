@@ -159,6 +159,19 @@ fn max_rows_trains_on_a_seeded_sample() {
 }
 
 #[test]
+fn score_refuses_flow_events_with_a_clear_error() {
+    let m = Path::new(env!("CARGO_MANIFEST_DIR")).join("model/forest.json");
+    let o = Command::new(bin())
+        .args(["score", "--model"])
+        .arg(&m)
+        .arg(data("flow_events.jsonl"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("flow events"), "{}", stderr(&o));
+}
+
+#[test]
 fn budget_options_are_checked() {
     let dir = tempfile::tempdir().unwrap();
     let ev = data("flow_events.jsonl");

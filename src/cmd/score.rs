@@ -23,6 +23,11 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let model = Model::load(&a.model)?;
+    anyhow::ensure!(
+        !flowsentry::features::events::looks_like_events(&a.input)?,
+        "{}: flow events (JSON lines) are not a flow CSV; score reads CSVs (flowsentry flows), and flow events already carry their score (flowsentry.score)",
+        a.input.display()
+    );
     let mut rdr = dataset::reader(&a.input)?;
     let header = rdr
         .headers()
