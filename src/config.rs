@@ -122,6 +122,53 @@ pub enum SinkConfig {
     Json(JsonSinkConfig),
     Stdout(StdoutSinkConfig),
     Syslog(SyslogSinkConfig),
+    Redis(RedisSinkConfig),
+}
+
+/// How events are handed to Redis (Suricata's `redis.mode` names).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisMode {
+    /// LPUSH onto a list (Suricata's `list`/`lpush`); consumers BRPOP (Logstash's redis input).
+    #[default]
+    List,
+    /// RPUSH onto a list.
+    Rpush,
+    /// PUBLISH on a channel (Suricata's `channel`/`publish`): only live subscribers get it.
+    Channel,
+    /// XADD to a stream, field `eve` (Suricata's `stream`).
+    Stream,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSinkConfig {
+    /// Redis host (Suricata: `server`). Default 127.0.0.1.
+    #[serde(default = "d_redis_server")]
+    pub server: String,
+    #[serde(default = "d_redis_port")]
+    pub port: u16,
+    #[serde(default)]
+    pub mode: RedisMode,
+    /// List, channel or stream name. Default "flowsentry".
+    #[serde(default = "d_redis_key")]
+    pub key: String,
+    /// Streams: keep about this many entries (`XADD key MAXLEN ~ N`); 0 = unbounded.
+    #[serde(default = "d_redis_maxlen")]
+    pub stream_maxlen: u64,
+}
+
+fn d_redis_server() -> String {
+    "127.0.0.1".into()
+}
+fn d_redis_port() -> u16 {
+    6379
+}
+fn d_redis_key() -> String {
+    "flowsentry".into()
+}
+fn d_redis_maxlen() -> u64 {
+    100_000
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

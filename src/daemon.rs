@@ -13,6 +13,7 @@ use thiserror::Error;
 
 use crate::alert::dispatch::Dispatcher;
 use crate::alert::json::JsonSink;
+use crate::alert::redis::RedisSink;
 use crate::alert::stdout::StdoutSink;
 use crate::alert::syslog::SyslogSink;
 use crate::alert::{Alert, Contribution, Origin, Sink, SinkError, Verdict};
@@ -171,6 +172,7 @@ pub fn build_sinks(cfg: &Config) -> Result<Vec<Box<dyn Sink>>, DaemonError> {
             SinkConfig::Json(j) => v.push(Box::new(JsonSink::open(&j.path)?)),
             SinkConfig::Stdout(_) => v.push(Box::new(StdoutSink::default())),
             SinkConfig::Syslog(s) => v.push(Box::new(SyslogSink::open(s)?)),
+            SinkConfig::Redis(r) => v.push(Box::new(RedisSink::open(r))),
         }
     }
     Ok(v)

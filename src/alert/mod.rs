@@ -1,13 +1,14 @@
 //! Stage 6: alert. A scored flow (or a host the host detector flagged) becomes an [`Alert`] — a
 //! Suricata EVE event ([`event`]) whose `alert` fields come from one [signature
 //! registry](signature) — and a [`dispatch::Dispatcher`] hands it to every configured sink —
-//! JSON lines ([`json`]), syslog ([`syslog`]), stdout ([`stdout`]) — through bounded queues, so
+//! JSON lines ([`json`]), syslog ([`syslog`]), Redis ([`redis`]), stdout ([`stdout`]) — through bounded queues, so
 //! a slow or failing sink never blocks capture.
 
 pub mod dispatch;
 pub mod event;
 pub mod explain;
 pub mod json;
+pub mod redis;
 pub mod signature;
 pub mod stdout;
 pub mod syslog;

@@ -44,6 +44,12 @@ pub fn check(cfg: &Config, live: bool) -> Findings {
                 }
             }
             SinkConfig::Stdout(_) => {}
+            SinkConfig::Redis(r) => {
+                if r.key.is_empty() {
+                    f.problems
+                        .push(format!("alerts.sinks[{i}] redis: key is empty"));
+                }
+            }
             SinkConfig::Syslog(s) => match check_syslog(s) {
                 Ok(None) => {}
                 Ok(Some(w)) => f.warnings.push(format!("alerts.sinks[{i}] syslog: {w}")),
