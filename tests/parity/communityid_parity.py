@@ -38,9 +38,9 @@ def transport(ip):
     layer = ip.payload
     if isinstance(ip, IPv6):
         # Walk extension headers to the transport.
-        while layer is not None and layer.name and hasattr(layer, "nh") and not isinstance(
-            layer, (TCP, UDP, SCTP)
-        ):
+        # (Only the extension header classes: scapy's attribute lookup falls through to inner
+        # layers, so `hasattr(layer, "nh")` is also true for an ICMPv6 error quoting a packet.)
+        while layer is not None and layer.__class__.__name__.startswith("IPv6ExtHdr"):
             if layer.__class__.__name__ == "IPv6ExtHdrFragment":
                 return None
             layer = layer.payload
@@ -54,6 +54,12 @@ def transport(ip):
         t = getattr(layer, "type", None)
         if t is not None:
             return (58, None, None, t, getattr(layer, "code", 0))
+    # An ICMP message too short for scapy to dissect (a truncated router or neighbour
+    # advertisement) stays Raw: type and code are its first two bytes.
+    raw = bytes(layer) if layer is not None and layer.__class__.__name__ == "Raw" else b""
+    nh = getattr(ip, "nh", None) if isinstance(ip, IPv6) else proto
+    if len(raw) >= 2 and nh in (1, 58):
+        return (nh, None, None, raw[0], raw[1])
     return None
 
 
