@@ -27,5 +27,6 @@ pub mod eval;
 pub mod features;
 pub mod flow;
 pub mod forest;
+pub mod host;
 pub mod pipeline;
 pub mod readfile;

@@ -20,6 +20,8 @@ enum Command {
     Flows(cmd::flows::Args),
     /// Fit an Isolation Forest from flow CSVs.
     Train(cmd::train::Args),
+    /// Fit the host detector's Isolation Forest on benign capture files.
+    TrainHost(cmd::train_host::Args),
     /// Score flow CSVs with a model, appending anomaly_score and is_anomaly.
     Score(cmd::score::Args),
     /// Evaluate a model against labeled flow CSVs.
@@ -37,6 +39,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Flows(a) => cmd::flows::run(a),
         Command::Train(a) => cmd::train::run(a),
+        Command::TrainHost(a) => cmd::train_host::run(a),
         Command::Score(a) => cmd::score::run(a),
         Command::Evaluate(a) => cmd::evaluate::run(a),
         Command::Run(a) => cmd::daemon::run(a),

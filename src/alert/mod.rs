@@ -4,6 +4,7 @@
 //! JSON lines ([`json`]), syslog ([`syslog`]), Redis ([`redis`]), stdout ([`stdout`]) — through bounded queues, so
 //! a slow or failing sink never blocks capture.
 
+pub mod aggregate;
 pub mod dispatch;
 pub mod event;
 pub mod explain;

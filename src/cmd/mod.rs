@@ -5,3 +5,4 @@ pub mod evaluate;
 pub mod flows;
 pub mod score;
 pub mod train;
+pub mod train_host;

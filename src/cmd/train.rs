@@ -76,7 +76,7 @@ pub struct Args {
     pub max_rows: usize,
 }
 
-fn sha256(path: &Path) -> anyhow::Result<String> {
+pub fn sha256(path: &Path) -> anyhow::Result<String> {
     let mut f = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];

@@ -331,20 +331,28 @@ impl Model {
                 file.features.len()
             ));
         }
-        let features = file
+        // A host model names host features (src/host/features.rs); a flow model, CIC ones.
+        let host = file
             .features
             .iter()
-            .map(|n| {
-                Feature::from_name(n).ok_or_else(|| {
-                    format!("unknown feature {n:?} (not in the CICFlowMeter schema)")
+            .all(|n| crate::host::HostFeature::from_name(n).is_some());
+        let features = if host {
+            Vec::new()
+        } else {
+            file.features
+                .iter()
+                .map(|n| {
+                    Feature::from_name(n).ok_or_else(|| {
+                        format!("unknown feature {n:?} (not in the CICFlowMeter schema)")
+                    })
                 })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        if file.transforms.len() != features.len() {
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        if file.transforms.len() != file.features.len() {
             return Err(format!(
                 "{} transforms for {} features",
                 file.transforms.len(),
-                features.len()
+                file.features.len()
             ));
         }
         if file.trees.is_empty() || file.trees.len() > MAX_TREES {
@@ -380,7 +388,9 @@ impl Model {
         let mut distinct = features.clone();
         distinct.sort();
         distinct.dedup();
-        let slots: Vec<usize> = if distinct.len() == features.len() {
+        let slots: Vec<usize> = if host {
+            (0..file.features.len()).collect()
+        } else if distinct.len() == features.len() {
             features.iter().map(|f| *f as usize).collect()
         } else {
             (0..features.len()).collect()
@@ -390,7 +400,7 @@ impl Model {
             slot_feature[*s] = i;
         }
         let plain = file.transforms.iter().all(|t| *t == Transform::None);
-        let direct = plain && distinct.len() == features.len();
+        let direct = !host && plain && distinct.len() == features.len();
 
         let mut nodes = Vec::with_capacity(total + 1);
         let mut leaf_values = Vec::with_capacity(total + 1);
@@ -595,7 +605,7 @@ impl Model {
     /// (the layout of a [`crate::features::dataset::Dataset`]). Same results as
     /// [`Model::score_values`] row by row.
     pub fn score_rows(&self, values: &[f64], out: &mut [f64]) {
-        let d = self.features.len();
+        let d = self.slots.len().max(1);
         self.score_batched(
             values.len() / d,
             |i, x| {
@@ -673,13 +683,43 @@ impl Model {
     pub fn top_features(&self, r: &FlowRecord, k: usize) -> Vec<(Feature, f64)> {
         let mut x = [0f32; SLOTS];
         self.inputs(r, &mut x);
-        let mut w = vec![0.0f64; self.features.len()];
+        let w = self.path_weights(&x);
+        // A feature the model reads twice (as it is and log-scaled) is one feature to a reader:
+        // its inputs' weights add up.
+        let mut out: Vec<(Feature, f64)> = Vec::with_capacity(w.len());
+        for (f, v) in self.features.iter().zip(w) {
+            match out.iter_mut().find(|(g, _)| g == f) {
+                Some((_, acc)) => *acc += v,
+                None => out.push((*f, v)),
+            }
+        }
+        out.sort_by(|a, b| b.1.total_cmp(&a.1));
+        out.truncate(k);
+        out
+    }
+
+    /// [`Model::top_features`] for raw values in model order (host models): (model feature
+    /// index, weight), heaviest first.
+    pub fn top_inputs(&self, raw: &[f64], k: usize) -> Vec<(usize, f64)> {
+        let mut x = [0f32; SLOTS];
+        for (i, s) in self.slots.iter().enumerate() {
+            x[*s] = self.input(i, raw.get(i).copied().unwrap_or(0.0));
+        }
+        let mut out: Vec<(usize, f64)> = self.path_weights(&x).into_iter().enumerate().collect();
+        out.sort_by(|a, b| b.1.total_cmp(&a.1));
+        out.truncate(k);
+        out
+    }
+
+    /// Per model feature: how soon it split this input off, summed over trees (weights sum to 1).
+    fn path_weights(&self, x: &Inputs) -> Vec<f64> {
+        let mut w = vec![0.0f64; self.file.features.len()];
         for &root in &self.roots[..self.trees] {
             let mut i = root;
             let mut depth = 0.0;
             loop {
                 let n = self.nodes[i as usize];
-                let next = n.step(&x);
+                let next = n.step(x);
                 if next == i {
                     break;
                 }
@@ -691,18 +731,7 @@ impl Model {
             }
         }
         let sum: f64 = w.iter().sum::<f64>().max(f64::MIN_POSITIVE);
-        // A feature the model reads twice (as it is and log-scaled) is one feature to a reader:
-        // its inputs' weights add up.
-        let mut out: Vec<(Feature, f64)> = Vec::with_capacity(w.len());
-        for (f, v) in self.features.iter().zip(w) {
-            match out.iter_mut().find(|(g, _)| g == f) {
-                Some((_, acc)) => *acc += v / sum,
-                None => out.push((*f, v / sum)),
-            }
-        }
-        out.sort_by(|a, b| b.1.total_cmp(&a.1));
-        out.truncate(k);
-        out
+        w.into_iter().map(|v| v / sum).collect()
     }
 }
 
