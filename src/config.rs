@@ -43,6 +43,7 @@ pub struct Config {
     pub capture: CaptureSection,
     pub flow: FlowSection,
     pub model: ModelSection,
+    pub host: HostSection,
     pub alerts: AlertsSection,
     pub logging: LoggingSection,
     pub stats: StatsSection,
@@ -106,7 +107,42 @@ pub struct AlertsSection {
     /// Seed of the Community ID (v1) written into every flow alert and flow record (0..65535;
     /// Zeek's and Suricata's default is 0: keep it equal to theirs to join their logs).
     pub community_id_seed: u16,
+    /// At most one alert per (host, detector) per this many seconds; 0 sends every alert.
+    pub aggregate_window_s: f64,
+    /// Alerts matching a rule are dropped and counted.
+    pub suppress: Vec<crate::alert::aggregate::SuppressRule>,
     pub sinks: Vec<SinkConfig>,
+}
+
+/// The host context and host detector (scans, floods, brute force).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HostSection {
+    pub enabled: bool,
+    /// Host model file (`flowsentry train-host`); relative to the config file's folder.
+    /// Default: `host-forest.json` beside the flow model (`model.path`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<PathBuf>,
+    /// Overrides the host model's own threshold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    /// Cap on hosts tracked (about 150 bytes each, 1.2 KB once a host has two flows).
+    pub max_hosts: usize,
+    /// A host is scored once it opened or received this many flows within ~10 s.
+    pub min_flows: f64,
+}
+
+impl Default for HostSection {
+    fn default() -> Self {
+        let d = crate::host::HostConfig::default();
+        HostSection {
+            enabled: true,
+            model: None,
+            threshold: None,
+            max_hosts: d.max_hosts,
+            min_flows: f64::from(d.min_flows),
+        }
+    }
 }
 
 impl AlertsSection {
@@ -291,6 +327,8 @@ impl Default for AlertsSection {
             top_features: 5,
             shutdown_timeout_s: 10.0,
             community_id_seed: 0,
+            aggregate_window_s: 60.0,
+            suppress: Vec::new(),
             sinks: vec![SinkConfig::Stdout(StdoutSinkConfig {})],
         }
     }
@@ -356,6 +394,13 @@ pub fn parse_unchecked(text: &str, path: &Path) -> Result<(Config, Vec<String>),
         }
     };
     resolve(&mut cfg.model.path);
+    match cfg.host.model.as_mut() {
+        Some(p) => resolve(p),
+        None => {
+            let dir = cfg.model.path.parent().unwrap_or(Path::new("."));
+            cfg.host.model = Some(dir.join("host-forest.json"));
+        }
+    }
     for s in cfg.alerts.sinks.iter_mut() {
         if let SinkConfig::Json(j) = s {
             resolve(&mut j.path);
@@ -445,6 +490,32 @@ impl Config {
         }
         if f.max_flows == 0 {
             p.push("flow.max_flows must be at least 1".into());
+        }
+        let h = &self.host;
+        if h.max_hosts == 0 || h.max_hosts > 100_000_000 {
+            p.push(format!(
+                "host.max_hosts must be 1 to 100000000, got {}",
+                h.max_hosts
+            ));
+        }
+        if !(h.min_flows.is_finite() && (1.0..=1e6).contains(&h.min_flows)) {
+            p.push(format!(
+                "host.min_flows must be 1 to 1000000, got {}",
+                h.min_flows
+            ));
+        }
+        if let Some(t) = h.threshold
+            && !(t > 0.0 && t < 1.0)
+        {
+            p.push(format!(
+                "host.threshold must be between 0 and 1 (exclusive), got {t}"
+            ));
+        }
+        let w = self.alerts.aggregate_window_s;
+        if !(w.is_finite() && (0.0..=86_400.0).contains(&w)) {
+            p.push(format!(
+                "alerts.aggregate_window_s must be 0 to 86400 seconds, got {w}"
+            ));
         }
         if !(f.tcp_linger_s.is_finite() && (0.0..=3600.0).contains(&f.tcp_linger_s)) {
             p.push(format!(
@@ -579,6 +650,23 @@ impl Config {
             ));
         }
         w
+    }
+
+    /// The host model file (resolved by [`parse_unchecked`]).
+    pub fn host_model(&self) -> PathBuf {
+        self.host.model.clone().unwrap_or_else(|| {
+            let dir = self.model.path.parent().unwrap_or(Path::new("."));
+            dir.join("host-forest.json")
+        })
+    }
+
+    /// Host context settings.
+    pub fn host_config(&self) -> crate::host::HostConfig {
+        crate::host::HostConfig {
+            max_hosts: self.host.max_hosts,
+            min_flows: self.host.min_flows as f32,
+            ..crate::host::HostConfig::default()
+        }
     }
 
     /// Flow table settings.

@@ -60,6 +60,9 @@ pub struct Scorer {
     pub top_features: usize,
     pub flow_events: bool,
     pub origin: Origin,
+    /// The host detector (`host.enabled`) and its model's file name.
+    pub host: Option<crate::host::HostDetector>,
+    pub host_model_name: Option<String>,
 }
 
 impl Scorer {
@@ -82,34 +85,67 @@ impl Scorer {
             threshold,
             top_features: cfg.alerts.top_features,
             flow_events: cfg.alerts.flow_events,
+            host_model_name: cfg
+                .host
+                .enabled
+                .then(|| {
+                    cfg.host_model()
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                })
+                .flatten(),
+            host: if cfg.host.enabled {
+                Some(crate::host::HostDetector::load(
+                    &cfg.host_model(),
+                    cfg.host.threshold,
+                )?)
+            } else {
+                None
+            },
         })
     }
 
-    /// The sink of finished flows: they wait in `batch` and are scored [`BATCH`] at a time
+    /// The flow table's sink: finished flows wait in `batch` and are scored [`BATCH`] at a time
     /// (batched scoring is twice as fast); the caller calls [`Scorer::score_batch`] when the
     /// capture goes idle, on each tick and at the end, so no flow waits longer than a tick.
+    /// Flow starts and replies feed the host context ([`emit::Emitter`]).
     pub fn emitter<'a>(
         &'a self,
         batch: &'a mut Vec<FlowRecord>,
+        detect: &'a mut emit::Detect,
         c: &'a Counters,
         d: &'a Dispatcher,
-    ) -> impl FnMut(FlowRecord) + 'a {
-        move |r| {
-            batch.push(r);
-            if batch.len() >= BATCH {
-                self.score_batch(batch, c, d);
-            }
+    ) -> emit::Emitter<'a> {
+        emit::Emitter {
+            scorer: self,
+            batch,
+            detect,
+            c,
+            d,
         }
     }
 
-    /// Scores the waiting flows, sends their events, empties the batch.
-    pub fn score_batch(&self, batch: &mut Vec<FlowRecord>, c: &Counters, d: &Dispatcher) {
+    /// Scores the waiting flows, sends their events (alerts through aggregation), empties the
+    /// batch.
+    pub fn score_batch(
+        &self,
+        batch: &mut Vec<FlowRecord>,
+        detect: &mut emit::Detect,
+        c: &Counters,
+        d: &Dispatcher,
+    ) {
         let mut scores = [0.0; BATCH];
         for chunk in batch.chunks(BATCH) {
             let scores = &mut scores[..chunk.len()];
             self.model.score_many(chunk, scores);
             for (r, s) in chunk.iter().zip(scores.iter()) {
-                self.judge(r, *s, c, &mut |a| d.send(a));
+                self.judge(r, *s, c, &mut |a| {
+                    if a.is_alert() {
+                        detect.gate(a, &emit::flow_subject(r), r.end_us, c, d);
+                    } else {
+                        d.send(a);
+                    }
+                });
             }
         }
         batch.clear();
@@ -122,7 +158,7 @@ impl Scorer {
         c.scored.fetch_add(1, Ordering::Relaxed);
         let alerted = s > self.threshold;
         if alerted {
-            c.alerts.fetch_add(1, Ordering::Relaxed);
+            c.flow_findings.fetch_add(1, Ordering::Relaxed);
             let v = Verdict {
                 score: s,
                 threshold: self.threshold,
@@ -157,7 +193,16 @@ pub const BATCH: usize = 64;
 #[derive(Debug, Default)]
 pub struct Counters {
     pub scored: AtomicU64,
+    /// Alerts sent to the sinks (after aggregation and suppression).
     pub alerts: AtomicU64,
+    /// Flows above the flow detector's threshold.
+    pub flow_findings: AtomicU64,
+    /// Host scorings, and hosts above the host detector's threshold.
+    pub host_scored: AtomicU64,
+    pub host_findings: AtomicU64,
+    /// Alerts held back by aggregation, and dropped by suppress rules.
+    pub folded: AtomicU64,
+    pub suppressed: AtomicU64,
     pub kernel_received: AtomicU64,
     pub kernel_dropped: AtomicU64,
     pub if_dropped: AtomicU64,
@@ -239,6 +284,7 @@ pub struct Metrics {
     pub scorer: RwLock<Arc<Model>>,
 }
 
+pub mod emit;
 pub mod http;
 pub mod preflight;
 
@@ -388,8 +434,9 @@ pub fn replay(
     let mut first_ts: Option<i64> = None;
     let mut damaged = None;
     let mut batch = Vec::with_capacity(BATCH);
+    let mut detect = emit::Detect::new(cfg);
     let mut interrupted = false;
-    let mut emit = scorer.emitter(&mut batch, &counters, &dispatcher);
+    let mut emit = scorer.emitter(&mut batch, &mut detect, &counters, &dispatcher);
     loop {
         if control.stop.load(Ordering::Relaxed) {
             interrupted = true;
@@ -423,8 +470,7 @@ pub fn replay(
         }
     }
     pipe.flush(&mut emit);
-    drop(emit);
-    scorer.score_batch(&mut batch, &counters, &dispatcher);
+    scorer.score_batch(&mut batch, &mut detect, &counters, &dispatcher);
     // Drain (bounded), then the stats: they count every event's outcome.
     dispatcher.shutdown(cfg.alerts.shutdown_timeout());
     tracing::info!(
@@ -497,13 +543,14 @@ pub fn run(
         (Instant::now(), Instant::now(), Instant::now());
     let mut error = None;
     let mut batch = Vec::with_capacity(BATCH);
+    let mut detect = emit::Detect::new(&cfg);
     loop {
         if control.stop.load(Ordering::Relaxed) {
             break;
         }
         if control.reload.swap(false, Ordering::SeqCst) {
             // Flows that ended before the reload are scored by the model they ended under.
-            scorer.score_batch(&mut batch, &counters, &dispatcher);
+            scorer.score_batch(&mut batch, &mut detect, &counters, &dispatcher);
             reload(
                 &mut cfg,
                 config_path.as_deref(),
@@ -514,7 +561,7 @@ pub fn run(
             dispatcher.reopen();
         }
         let frame = src.next_frame();
-        let mut emit = scorer.emitter(&mut batch, &counters, &dispatcher);
+        let mut emit = scorer.emitter(&mut batch, &mut detect, &counters, &dispatcher);
         let mut idle = false;
         match frame {
             Ok(Next::Frame(f)) => pipe.frame(&f, &mut emit),
@@ -547,9 +594,8 @@ pub fn run(
                 notify(&[sd_notify::NotifyState::Watchdog]);
             }
         }
-        drop(emit);
         if idle && !batch.is_empty() {
-            scorer.score_batch(&mut batch, &counters, &dispatcher);
+            scorer.score_batch(&mut batch, &mut detect, &counters, &dispatcher);
         }
         if !stats_every.is_zero() && last_stats.elapsed() >= stats_every {
             last_stats = Instant::now();
@@ -566,10 +612,9 @@ pub fn run(
         counters.kernel_dropped.store(s.dropped, Ordering::Relaxed);
         counters.if_dropped.store(s.if_dropped, Ordering::Relaxed);
     }
-    let mut emit = scorer.emitter(&mut batch, &counters, &dispatcher);
+    let mut emit = scorer.emitter(&mut batch, &mut detect, &counters, &dispatcher);
     pipe.flush(&mut emit);
-    drop(emit);
-    scorer.score_batch(&mut batch, &counters, &dispatcher);
+    scorer.score_batch(&mut batch, &mut detect, &counters, &dispatcher);
     // Drain (bounded), then the final stats: they count every event's outcome.
     dispatcher.shutdown(cfg.alerts.shutdown_timeout());
     let line = stats_line(&pipe.counters(), &pipe.flow_stats(), &counters, &dispatcher);

@@ -372,9 +372,10 @@ fn check_config_refuses_what_run_refuses_and_lists_every_problem() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     for needle in [
-        "6 problems",
+        "7 problems",
         "bpf_filter",
         "threshold 1.5",
+        "host.model",
         "alerts.queue_size",
         "logging.level",
         "is a directory",

@@ -30,7 +30,7 @@ fn replay_events(pcap: &str, dir: &Path) -> Vec<Value> {
         &cfg,
         format!(
             "[sensor]\nname = \"schema-test\"\n[model]\npath = {:?}\nthreshold = 0.40\n\
-             [alerts]\nflow_events = true\n[[alerts.sinks]]\ntype = \"json\"\npath = {:?}\n",
+             [alerts]\nflow_events = true\naggregate_window_s = 0\n[[alerts.sinks]]\ntype = \"json\"\npath = {:?}\n",
             root().join("model/forest.json"),
             out
         ),
@@ -87,7 +87,7 @@ fn host_events() -> Vec<Value> {
                     },
                     ip: if to_victim { victim } else { attacker },
                     window_s: 10.0,
-                    counts: BTreeMap::from([("distinct_dest_ports".to_string(), 812)]),
+                    counts: BTreeMap::from([("out_dst_ports_10s".to_string(), 812.0)]),
                 },
             };
             serde_json::from_str(&Alert::host_alert(&h, &origin).to_json()).unwrap()

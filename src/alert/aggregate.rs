@@ -108,6 +108,15 @@ impl Aggregator {
         self.stats
     }
 
+    pub fn window_us(&self) -> i64 {
+        self.window_us
+    }
+
+    /// Counts an alert folded by the caller (into a flood alert on its destination).
+    pub fn count_folded(&mut self) {
+        self.stats.folded += 1;
+    }
+
     /// Decides on an alert raised at `now_us` (flow time).
     pub fn admit(&mut self, s: &Subject, now_us: i64) -> Verdict {
         if self.rules.iter().any(|r| r.matches(s)) {

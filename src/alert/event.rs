@@ -218,8 +218,9 @@ pub struct HostInfo {
     pub ip: IpAddr,
     /// Window the counts cover, seconds.
     pub window_s: f64,
-    /// What was counted in the window, by name (e.g. `"distinct_dest_ports": 812`).
-    pub counts: BTreeMap<String, u64>,
+    /// What was counted, by host feature name (e.g. `"out_dst_ports_10s": 266`): every host
+    /// feature at the time of the alert (rates per second, ratios 0–1, distinct counts).
+    pub counts: BTreeMap<String, f64>,
 }
 
 /// The full CIC feature vector of a flow, written as an object {feature name → number} in schema
@@ -256,6 +257,10 @@ pub struct Extension {
     pub host: Option<HostInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub features: Option<FeatureValues>,
+    /// Alerts of the same host and detector held back by aggregation since the previous alert
+    /// of that key was sent (`alerts.aggregate_window_s`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub folded: Option<u64>,
 }
 
 /// A scored flow's verdict, as the scorer hands it over.
@@ -403,6 +408,7 @@ impl Alert {
                 .collect(),
             host: None,
             features: None,
+            folded: None,
         };
         let mut a = Alert::for_flow(r, "alert", ext, origin);
         a.alert = Some(AlertInfo::new(
@@ -425,6 +431,7 @@ impl Alert {
             explanation: Vec::new(),
             host: None,
             features: Some(FeatureValues(Box::new(r.values))),
+            folded: None,
         };
         let mut a = Alert::for_flow(r, "flow", ext, origin);
         a.flow = Some(EveFlow::new(r, alerted));
@@ -459,8 +466,17 @@ impl Alert {
                 explanation: Vec::new(),
                 host: Some(h.host.clone()),
                 features: None,
+                folded: None,
             },
         }
+    }
+
+    /// Notes how many alerts of the same key aggregation held back before this one.
+    pub fn with_folded(mut self, folded: u64) -> Alert {
+        if folded > 0 {
+            self.flowsentry.folded = Some(folded);
+        }
+        self
     }
 
     /// True for `event_type: "alert"`.

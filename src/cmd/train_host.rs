@@ -9,7 +9,7 @@ use flowsentry::flow::FlowConfig;
 use flowsentry::forest::train::Params;
 use flowsentry::forest::{Model, Provenance, TrainingFile};
 use flowsentry::host::HostConfig;
-use flowsentry::host::train::{collect, fit};
+use flowsentry::host::train::{HostTraining, collect, fit};
 
 #[derive(ClapArgs, Debug)]
 pub struct Args {
@@ -25,15 +25,28 @@ pub struct Args {
     pub sample_size: usize,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Share of the benign training rows allowed above the threshold.
+    /// How far past the largest benign value of a feature a split may fall, in multiples of
+    /// the feature's benign range (0 = the standard Isolation Forest).
+    #[arg(long, default_value_t = 0.25)]
+    pub range_pad: f64,
+    /// Share of rows a first forest finds most anomalous, dropped before the final forest is
+    /// grown (benign captures from the wild hold the odd scan).
+    #[arg(long, default_value_t = 0.12)]
+    pub trim: f64,
+    /// Share of the (kept) benign training rows allowed above the threshold.
     #[arg(long, default_value_t = 0.001)]
     pub fpr_budget: f64,
     /// The threshold is never set below this score.
-    #[arg(long, default_value_t = 0.6)]
+    #[arg(long, default_value_t = 0.5)]
     pub min_threshold: f64,
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        (0.0..0.5).contains(&a.trim),
+        "--trim must be in [0, 0.5), got {}",
+        a.trim
+    );
     anyhow::ensure!(
         (0.0..1.0).contains(&a.fpr_budget),
         "--fpr-budget must be in [0, 1), got {}",
@@ -62,6 +75,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     params.insert("sample_size".into(), a.sample_size.into());
     params.insert("seed".into(), a.seed.into());
     params.insert("fpr_budget".into(), a.fpr_budget.into());
+    params.insert("range_pad".into(), a.range_pad.into());
+    params.insert("trim".into(), a.trim.into());
     params.insert("min_threshold".into(), a.min_threshold.into());
     params.insert("transform".into(), "log1p".into());
     let provenance = Provenance {
@@ -72,21 +87,25 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         params,
         notes: "host detector: benign captures only".into(),
     };
-    let file = fit(
+    let (file, kept) = fit(
         &rows,
-        Params {
-            trees: a.trees,
-            sample_size: a.sample_size,
-            seed: a.seed,
+        HostTraining {
+            params: Params {
+                trees: a.trees,
+                sample_size: a.sample_size,
+                seed: a.seed,
+            },
+            range_pad: a.range_pad,
+            trim: a.trim,
+            fpr_budget: a.fpr_budget,
+            min_threshold: a.min_threshold,
         },
-        a.fpr_budget,
-        a.min_threshold,
         provenance,
     )
     .map_err(anyhow::Error::msg)?;
     Model::save(&file, &a.output)?;
     eprintln!(
-        "wrote {} ({} rows, threshold {:.4})",
+        "wrote {} ({} rows, {kept} kept after trimming, threshold {:.4})",
         a.output.display(),
         rows.len(),
         file.threshold

@@ -32,6 +32,11 @@ pub fn check(cfg: &Config, live: bool) -> Findings {
         Ok(m) => f.model = Some(m),
         Err(e) => f.problems.push(format!("model: {e}")),
     }
+    if cfg.host.enabled
+        && let Err(e) = crate::host::HostDetector::load(&cfg.host_model(), cfg.host.threshold)
+    {
+        f.problems.push(format!("host.model: {e}"));
+    }
     if live && let Err(e) = check_bpf(&cfg.capture.bpf_filter) {
         f.problems.push(e);
     }

@@ -54,7 +54,36 @@ impl Matrix<'_> {
 }
 
 /// Grows the forest. Returns the trees and the subsample size used (`max_samples`).
-pub fn grow(x: &Matrix<'_>, p: Params, mut on_tree: impl FnMut(usize)) -> (Vec<TreeFile>, usize) {
+pub fn grow(x: &Matrix<'_>, p: Params, on_tree: impl FnMut(usize)) -> (Vec<TreeFile>, usize) {
+    grow_padded(x, p, 0.0, on_tree)
+}
+
+/// [`grow`], except that a node holding a feature's largest training value draws 90% of its
+/// splits on that feature past that value, up to `range_pad` × the feature's training range
+/// above it. Values beyond everything
+/// seen in training (a flood's rate, a scan's port count) then fall into an empty leaf after a
+/// few steps instead of following the most extreme training point down the tree: the standard
+/// Isolation Forest scores every point past the training range about like that extreme point.
+/// `range_pad` 0 is the standard forest (scikit-learn's).
+pub fn grow_padded(
+    x: &Matrix<'_>,
+    p: Params,
+    range_pad: f64,
+    mut on_tree: impl FnMut(usize),
+) -> (Vec<TreeFile>, usize) {
+    let mut top = vec![f32::NEG_INFINITY; x.cols];
+    let mut bottom = vec![f32::INFINITY; x.cols];
+    for r in 0..x.rows() {
+        for (f, (t, b)) in top.iter_mut().zip(bottom.iter_mut()).enumerate() {
+            *t = t.max(x.at(r, f));
+            *b = b.min(x.at(r, f));
+        }
+    }
+    let pads: Vec<(f32, f64)> = top
+        .iter()
+        .zip(&bottom)
+        .map(|(t, b)| (*t, f64::from(*t - *b).max(1.0) * range_pad.max(0.0)))
+        .collect();
     let n = x.rows();
     let sample = p.sample_size.min(n).max(1);
     let max_depth = (sample as f64).log2().ceil().max(0.0) as usize;
@@ -75,7 +104,7 @@ pub fn grow(x: &Matrix<'_>, p: Params, mut on_tree: impl FnMut(usize)) -> (Vec<T
             right: vec![],
             n_samples: vec![],
         };
-        build(x, &mut idx, 0, max_depth, &mut rng, &mut tree);
+        build(x, &mut idx, 0, max_depth, &mut rng, &pads, &mut tree);
         trees.push(tree);
         on_tree(t + 1);
     }
@@ -97,6 +126,7 @@ fn build(
     depth: usize,
     max_depth: usize,
     rng: &mut Rng,
+    pads: &[(f32, f64)],
     t: &mut TreeFile,
 ) -> usize {
     let me = push_node(t, idx.len());
@@ -118,9 +148,15 @@ fn build(
         if hi <= lo {
             continue;
         }
+        let top = pads.get(f).copied().filter(|(t, p)| *p > 0.0 && hi >= *t);
         let (lo, hi) = (f64::from(lo), f64::from(hi));
-        let mut thr = lo + (hi - lo) * rng.unit();
-        if thr >= hi {
+        let mut thr = match top {
+            // The node holds the feature's largest value: most such splits fall past it,
+            // within `pad`, and cut off what lies beyond the training data.
+            Some((_, pad)) if rng.unit() < 0.9 => hi + pad * rng.unit(),
+            _ => lo + (hi - lo) * rng.unit(),
+        };
+        if thr >= hi && top.is_none() {
             thr = lo;
         }
         // Partition: x ≤ thr to the left.
@@ -134,8 +170,8 @@ fn build(
         let (left_idx, right_idx) = idx.split_at_mut(m);
         t.feature[me] = f as i64;
         t.threshold[me] = thr;
-        let l = build(x, left_idx, depth + 1, max_depth, rng, t);
-        let r = build(x, right_idx, depth + 1, max_depth, rng, t);
+        let l = build(x, left_idx, depth + 1, max_depth, rng, pads, t);
+        let r = build(x, right_idx, depth + 1, max_depth, rng, pads, t);
         t.left[me] = l as i64;
         t.right[me] = r as i64;
         return me;

@@ -62,6 +62,8 @@ struct Sides {
 struct Host {
     last_us: i64,
     last_scored_us: Option<i64>,
+    /// The host's 1 s flow rate when it was last scored.
+    last_scored_level: f32,
     flows: u32,
     out_started: Decayed,
     out_answered: Decayed,
@@ -89,6 +91,7 @@ impl Host {
         Host {
             last_us: ts,
             last_scored_us: None,
+            last_scored_level: 0.0,
             flows: 0,
             out_started: Decayed::default(),
             out_answered: Decayed::default(),
@@ -283,9 +286,14 @@ impl HostContext {
         let (min, every) = (self.cfg.min_flows, self.cfg.score_interval_us);
         let h = self.hosts.get_mut(&ip)?;
         let busy = h.out_started.at(1).max(h.in_started.at(1)) >= min;
-        let ready = h.last_scored_us.is_none_or(|t| now - t >= every);
+        let level = h.out_started.at(0).max(h.in_started.at(0));
+        // Once per interval, and at once when the 1 s rate has grown fourfold since the last
+        // scoring (a flood shorter than the interval is still seen).
+        let ready = h.last_scored_us.is_none_or(|t| now - t >= every)
+            || (level >= min && level >= 4.0 * h.last_scored_level);
         if busy && ready {
             h.last_scored_us = Some(now);
+            h.last_scored_level = level;
             self.stats.scored += 1;
             Some(ip)
         } else {
@@ -483,8 +491,8 @@ mod tests {
                 });
             }
         }
-        // Scored when it reached 10 flows, then at most once a second.
-        assert!((1..=4).contains(&due), "{due}");
+        // Scored when it reached 10 flows, then once a second or when its rate grew fourfold.
+        assert!((2..=6).contains(&due), "{due}");
         let v = c.vector(scanner, T0 + 200_000).unwrap();
         assert!(get(&v, H::OutDstPorts10s) >= 150.0, "{v:?}");
         assert_eq!(get(&v, H::OutDstHosts10s), 1.0);

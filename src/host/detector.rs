@@ -21,7 +21,7 @@ pub enum HostKind {
     Flood,
     /// Many short, similar sessions to one login service.
     BruteForce,
-    /// Anomalous counts that match none of the above.
+    /// Anomalous counts of a source that match none of the above.
     Anomalous,
 }
 
@@ -142,12 +142,8 @@ pub fn classify(v: &HostVector) -> Option<(HostKind, Role)> {
         if g(H::InSources10s) < 5.0 {
             return None;
         }
-        let kind = if g(H::InSources10s) >= 20.0 {
-            HostKind::Flood
-        } else {
-            HostKind::Anomalous
-        };
-        return Some((kind, Role::Destination));
+        // Many sources opening flows toward one host faster than it usually sees.
+        return Some((HostKind::Flood, Role::Destination));
     }
     let (ports, hosts) = (g(H::OutDstPorts10s), g(H::OutDstHosts10s));
     let kind = if ports >= 10.0 && ports >= hosts {

@@ -49,51 +49,88 @@ pub fn collect(
     Ok(rows)
 }
 
-/// Grows a host model on benign rows; the threshold is exceeded by a fraction `fpr_budget` of
-/// them (never below `min_threshold`).
+/// Training settings of a host model.
+#[derive(Clone, Copy, Debug)]
+pub struct HostTraining {
+    pub params: Params,
+    /// How far past a feature's largest benign value splits may fall ([`train::grow_padded`]).
+    pub range_pad: f64,
+    /// Share of rows dropped as most anomalous by a first forest before the final one is
+    /// grown: captures "from the wild" hold the odd scan.
+    pub trim: f64,
+    /// Share of the kept rows allowed above the threshold.
+    pub fpr_budget: f64,
+    /// The threshold is never below this score.
+    pub min_threshold: f64,
+}
+
+/// Grows a host model on benign rows; returns the model file and the rows kept after trimming.
 pub fn fit(
     rows: &[HostVector],
-    p: Params,
-    fpr_budget: f64,
-    min_threshold: f64,
+    t: HostTraining,
     provenance: Provenance,
-) -> Result<ModelFile, String> {
+) -> Result<(ModelFile, usize), String> {
+    let first = grow(rows, t, provenance.clone())?;
+    let mut kept: Vec<HostVector> = rows.to_vec();
+    if t.trim > 0.0 {
+        let scores = score(&first, rows)?;
+        let cut = train::quantile_threshold(&scores, t.trim);
+        kept = rows
+            .iter()
+            .zip(&scores)
+            .filter(|(_, s)| **s < cut)
+            .map(|(r, _)| *r)
+            .collect();
+        if kept.is_empty() {
+            kept = rows.to_vec();
+        }
+    }
+    let mut file = grow(&kept, t, provenance)?;
+    let scores = score(&file, &kept)?;
+    file.threshold = train::quantile_threshold(&scores, t.fpr_budget).max(t.min_threshold);
+    file.offset = -file.threshold;
+    Ok((file, kept.len()))
+}
+
+fn score(file: &ModelFile, rows: &[HostVector]) -> Result<Vec<f64>, String> {
+    let model = Model::from_file(file.clone())?;
+    let flat: Vec<f64> = rows.iter().flatten().copied().collect();
+    let mut scores = vec![0.0; rows.len()];
+    model.score_rows(&flat, &mut scores);
+    Ok(scores)
+}
+
+fn grow(rows: &[HostVector], t: HostTraining, provenance: Provenance) -> Result<ModelFile, String> {
     if rows.is_empty() {
         return Err("no host rows to train on (no host reached the scoring minimum)".into());
     }
-    let t = Transform::Log1p;
+    let tf = Transform::Log1p;
     let data: Vec<f32> = rows
         .iter()
         .flat_map(|r| {
             r.iter()
-                .map(move |x| t.apply(crate::forest::clean(*x)) as f32)
+                .map(move |x| tf.apply(crate::forest::clean(*x)) as f32)
         })
         .collect();
-    let (trees, max_samples) = train::grow(
+    let (trees, max_samples) = train::grow_padded(
         &Matrix {
             data: &data,
             cols: NUM_HOST_FEATURES,
         },
-        p,
+        t.params,
+        t.range_pad,
         |_| {},
     );
-    let mut file = ModelFile {
+    Ok(ModelFile {
         format: FORMAT.into(),
         version: FORMAT_VERSION,
         features: HostFeature::all().map(|f| f.name().to_string()).collect(),
-        transforms: vec![t; NUM_HOST_FEATURES],
+        transforms: vec![tf; NUM_HOST_FEATURES],
         max_samples: max_samples as u64,
         offset: -0.5,
         threshold: 0.5,
         trees,
         quantiles: Default::default(),
         provenance,
-    };
-    let model = Model::from_file(file.clone())?;
-    let flat: Vec<f64> = rows.iter().flatten().copied().collect();
-    let mut scores = vec![0.0; rows.len()];
-    model.score_rows(&flat, &mut scores);
-    file.threshold = train::quantile_threshold(&scores, fpr_budget).max(min_threshold);
-    file.offset = -file.threshold;
-    Ok(file)
+    })
 }

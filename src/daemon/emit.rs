@@ -1,0 +1,208 @@
+//! Where flows and hosts become alerts in the daemon: [`Emitter`] is the flow table's sink. A
+//! finished flow goes to the scoring batch (the flow detector) and to the host context; a flow
+//! start or first reply goes to the host context, and a host due for scoring goes to the host
+//! detector at once, so a scan or flood alerts while it happens. Every alert, from either
+//! detector, passes the aggregation stage ([`crate::alert::aggregate`]) before the sinks.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+
+use super::{BATCH, Counters, Scorer};
+use crate::alert::Alert;
+use crate::alert::aggregate::{Aggregator, Subject, Verdict};
+use crate::alert::dispatch::Dispatcher;
+use crate::alert::event::{Explained, HostAlert, HostInfo, HostRole};
+use crate::alert::signature::Signature;
+use crate::config::Config;
+use crate::features::FlowRecord;
+use crate::flow::{FlowReply, FlowSink, FlowStart};
+use crate::host::{HostContext, HostFeature, HostFinding, HostKind, HostVector, Role};
+
+/// The daemon's state between flows and alerts: the host context and the aggregation table.
+pub struct Detect {
+    pub hosts: Option<HostContext>,
+    pub agg: Aggregator,
+    /// Destinations under a flood alert, until when (flow time): flow alerts toward them are
+    /// folded into the flood alert (a reflection flood has thousands of sources).
+    flooded: HashMap<IpAddr, i64>,
+}
+
+impl Detect {
+    pub fn new(cfg: &Config) -> Detect {
+        Detect {
+            hosts: cfg
+                .host
+                .enabled
+                .then(|| HostContext::new(cfg.host_config())),
+            agg: Aggregator::new(
+                (cfg.alerts.aggregate_window_s * 1e6).round() as i64,
+                cfg.alerts.suppress.clone(),
+            ),
+            flooded: HashMap::new(),
+        }
+    }
+
+    /// Passes an alert through aggregation and suppression to the sinks.
+    pub fn gate(&mut self, a: Alert, s: &Subject, now_us: i64, c: &Counters, d: &Dispatcher) {
+        if s.detector == "host" && s.src.is_none() {
+            if self.flooded.len() >= 10_000 {
+                self.flooded.retain(|_, until| *until > now_us);
+            }
+            let until = now_us.saturating_add(self.agg.window_us().max(10_000_000));
+            self.flooded.insert(s.key_ip, until);
+        } else if s.detector == "flow"
+            && let Some(dest) = s.dest
+            && self.flooded.get(&dest).is_some_and(|until| now_us < *until)
+        {
+            c.folded.fetch_add(1, Ordering::Relaxed);
+            self.agg.count_folded();
+            return;
+        }
+        match self.agg.admit(s, now_us) {
+            Verdict::Send { folded } => {
+                c.alerts.fetch_add(1, Ordering::Relaxed);
+                d.send(a.with_folded(folded));
+            }
+            Verdict::Fold => {
+                c.folded.fetch_add(1, Ordering::Relaxed);
+            }
+            Verdict::Suppress => {
+                c.suppressed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// The flow table's sink in `run` and `replay`.
+pub struct Emitter<'a> {
+    pub scorer: &'a Scorer,
+    pub batch: &'a mut Vec<FlowRecord>,
+    pub detect: &'a mut Detect,
+    pub c: &'a Counters,
+    pub d: &'a Dispatcher,
+}
+
+impl Emitter<'_> {
+    fn judge_host(&mut self, ip: IpAddr, v: &HostVector, ts: i64) {
+        let Some(det) = &self.scorer.host else {
+            return;
+        };
+        self.c.host_scored.fetch_add(1, Ordering::Relaxed);
+        if let Some(f) = det.judge(ip, v, ts) {
+            self.c.host_findings.fetch_add(1, Ordering::Relaxed);
+            let (alert, subject) = host_alert(&f, self.scorer);
+            self.detect.gate(alert, &subject, ts, self.c, self.d);
+        }
+    }
+}
+
+impl FlowSink for Emitter<'_> {
+    fn ended(&mut self, r: FlowRecord) {
+        if let Some(h) = &mut self.detect.hosts {
+            h.ended(&r);
+        }
+        self.batch.push(r);
+        if self.batch.len() >= BATCH {
+            self.scorer
+                .score_batch(self.batch, self.detect, self.c, self.d);
+        }
+    }
+
+    fn started(&mut self, s: &FlowStart) {
+        let Some(h) = &mut self.detect.hosts else {
+            return;
+        };
+        let due = h.started(s);
+        for ip in due.into_iter().flatten() {
+            let v = self
+                .detect
+                .hosts
+                .as_ref()
+                .and_then(|h| h.vector(ip, s.ts_us));
+            if let Some(v) = v {
+                self.judge_host(ip, &v, s.ts_us);
+            }
+        }
+    }
+
+    fn replied(&mut self, r: &FlowReply) {
+        if let Some(h) = &mut self.detect.hosts {
+            h.replied(r);
+        }
+    }
+}
+
+/// A host finding as an EVE alert, and what aggregation keys it on.
+pub fn host_alert(f: &HostFinding, scorer: &Scorer) -> (Alert, Subject) {
+    let (src, dest, role) = match f.role {
+        Role::Source => (Some(f.ip), None, HostRole::Source),
+        Role::Destination => (None, Some(f.ip), HostRole::Destination),
+    };
+    let signature = match f.kind {
+        HostKind::PortScan => Signature::PortScan,
+        HostKind::HostSweep => Signature::HostSweep,
+        HostKind::Flood => Signature::Flood,
+        HostKind::BruteForce => Signature::BruteForce,
+        HostKind::Anomalous => Signature::HostAnomaly,
+    };
+    let h = HostAlert {
+        signature,
+        time_us: f.ts_us,
+        src_ip: src,
+        src_port: None,
+        dest_ip: dest,
+        dest_port: None,
+        proto: None,
+        severity: None,
+        score: Some(f.score),
+        threshold: Some(f.threshold),
+        host: HostInfo {
+            role,
+            ip: f.ip,
+            window_s: 10.0,
+            counts: HostFeature::all()
+                .map(|h| (h.name().to_string(), round3(f.values[h as usize])))
+                .collect(),
+        },
+    };
+    let mut a = Alert::host_alert(&h, &scorer.origin);
+    a.flowsentry.model = scorer.host_model_name.clone();
+    a.flowsentry.explanation = f
+        .top
+        .iter()
+        .map(|(h, w)| Explained {
+            feature: h.name(),
+            label: h.description(),
+            value: round3(f.values[*h as usize]),
+            percentile: None,
+            weight: *w,
+        })
+        .collect();
+    let subject = Subject {
+        src,
+        dest,
+        dest_port: None,
+        detector: "host",
+        key_ip: f.ip,
+        key_kind: 1,
+    };
+    (a, subject)
+}
+
+/// Three decimals: decayed counts and ratios carry float noise an analyst need not read.
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// What aggregation keys a flow alert on: its source and the flow detector.
+pub fn flow_subject(r: &FlowRecord) -> Subject {
+    Subject {
+        src: Some(r.src_ip),
+        dest: Some(r.dst_ip),
+        dest_port: Some(r.dst_port),
+        detector: "flow",
+        key_ip: r.src_ip,
+        key_kind: 0,
+    }
+}

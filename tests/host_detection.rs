@@ -1,0 +1,121 @@
+//! The host detector end to end: a real nmap SYN scan replayed with the shipped config and
+//! models is one EVE alert naming the scanner; the host model trains from benign rows and puts
+//! an out-of-range host above its threshold.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::process::Command;
+
+use flowsentry::forest::Provenance;
+use flowsentry::forest::train::Params;
+use flowsentry::host::train::{HostTraining, fit};
+use flowsentry::host::{HostDetector, HostFeature as H, NUM_HOST_FEATURES};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn a_syn_scan_is_one_host_alert_naming_the_scanner() {
+    let out = Command::new(env!("CARGO_BIN_EXE_flowsentry"))
+        .arg("replay")
+        .arg(root().join("tests/data/nfstream__synscan.pcap"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let alerts: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["event_type"] == "alert")
+        .collect();
+    // 1,994 probe flows: one alert (aggregation), from the host detector, naming the scanner.
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    let a = alerts[0];
+    assert_eq!(a["src_ip"], "172.16.0.8");
+    assert_eq!(a["flowsentry"]["detector"], "host");
+    assert_eq!(a["flowsentry"]["host"]["role"], "source");
+    assert_eq!(a["alert"]["category"], "Detection of a Network Scan");
+    let ports = a["flowsentry"]["host"]["counts"]["out_dst_ports_10s"]
+        .as_f64()
+        .unwrap();
+    assert!(ports >= 10.0, "{a:#}");
+    // Within seconds of the scan's start (the capture's first packet, 2010-03-30 09:22:37).
+    let t = a["timestamp"].as_str().unwrap();
+    assert!(t.starts_with("20"), "{t}");
+}
+
+/// Benign-looking rows: a handful of flows per second to a few services, mostly answered.
+fn benign_rows(n: usize) -> Vec<[f64; NUM_HOST_FEATURES]> {
+    (0..n)
+        .map(|i| {
+            let k = (i % 17) as f64;
+            let mut v = [0.0; NUM_HOST_FEATURES];
+            v[H::OutRate1s as usize] = 1.0 + k / 4.0;
+            v[H::OutRate10s as usize] = 1.0 + k / 6.0;
+            v[H::OutRate60s as usize] = 0.5 + k / 10.0;
+            v[H::OutDstPorts10s as usize] = 1.0 + (i % 3) as f64;
+            v[H::OutDstPorts60s as usize] = 2.0 + (i % 4) as f64;
+            v[H::OutDstHosts10s as usize] = 1.0 + (i % 5) as f64;
+            v[H::OutDstHosts60s as usize] = 2.0 + (i % 6) as f64;
+            v[H::OutUnanswered10s as usize] = (i % 10) as f64 / 20.0;
+            v[H::OutTopServiceShare60s as usize] = 0.3 + (i % 7) as f64 / 10.0;
+            v[H::OutSessionSizeCv60s as usize] = 1.0;
+            v[H::InRate10s as usize] = (i % 4) as f64 / 2.0;
+            v[H::InSources10s as usize] = (i % 3) as f64;
+            v
+        })
+        .collect()
+}
+
+#[test]
+fn a_host_model_trained_on_benign_rows_flags_a_scan_and_a_flood() {
+    let rows = benign_rows(2000);
+    let (file, kept) = fit(
+        &rows,
+        HostTraining {
+            params: Params {
+                trees: 100,
+                sample_size: 256,
+                seed: 7,
+            },
+            range_pad: 1.0,
+            trim: 0.01,
+            fpr_budget: 0.001,
+            min_threshold: 0.5,
+        },
+        Provenance::default(),
+    )
+    .unwrap();
+    assert!(kept < rows.len() && kept >= rows.len() * 98 / 100);
+    let model = flowsentry::forest::Model::from_file(file).unwrap();
+    let det = HostDetector::new(model, None).unwrap();
+    let ip = "192.0.2.9".parse().unwrap();
+    let benign_alerts = rows
+        .iter()
+        .filter(|r| det.judge(ip, r, 0).is_some())
+        .count();
+    assert!(benign_alerts <= rows.len() / 100, "{benign_alerts}");
+    let mut scan = rows[3];
+    scan[H::OutRate1s as usize] = 300.0;
+    scan[H::OutRate10s as usize] = 60.0;
+    scan[H::OutDstPorts10s as usize] = 266.0;
+    scan[H::OutDstPorts60s as usize] = 266.0;
+    scan[H::OutUnanswered10s as usize] = 1.0;
+    let f = det.judge(ip, &scan, 0).expect("the scan is flagged");
+    assert_eq!(f.kind, flowsentry::host::HostKind::PortScan);
+    let mut flood = rows[5];
+    flood[H::InRate1s as usize] = 20_000.0;
+    flood[H::InRate10s as usize] = 2_000.0;
+    flood[H::InSources10s as usize] = 266.0;
+    flood[H::InSources60s as usize] = 266.0;
+    let f = det.judge(ip, &flood, 0).expect("the flood is flagged");
+    assert_eq!(f.kind, flowsentry::host::HostKind::Flood);
+    assert_eq!(f.role, flowsentry::host::Role::Destination);
+}
