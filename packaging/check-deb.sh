@@ -18,6 +18,7 @@ trap cleanup EXIT
 dpkg -i "$deb"
 test -x /usr/bin/flowsentry
 test -d /var/log/flowsentry
+test -f /usr/share/flowsentry/forest.json && test -f /usr/share/flowsentry/host-forest.json
 grep -qx /etc/flowsentry/flowsentry.toml /var/lib/dpkg/info/flowsentry.conffiles
 flowsentry check-config /etc/flowsentry/flowsentry.toml > /dev/null
 systemd-analyze verify /lib/systemd/system/flowsentry@.service
