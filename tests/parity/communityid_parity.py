@@ -25,6 +25,7 @@ import communityid
 from scapy.all import IP, TCP, UDP, ICMP, PcapReader  # noqa: F401  (layers register)
 from scapy.layers.inet6 import IPv6
 from scapy.layers.sctp import SCTP
+from scapy.contrib.mpls import MPLS  # noqa: F401  (binds MPLS under Ethernet: label stacks)
 
 PORTS = {6: TCP, 17: UDP, 132: SCTP}
 
