@@ -3,6 +3,7 @@
 //! queues ([`crate::alert::dispatch`]). Tokio runs the I/O side: signals (SIGTERM/SIGINT stop,
 //! SIGHUP reloads), and the optional HTTP endpoint. systemd readiness, status and watchdog.
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,7 +21,7 @@ use crate::alert::{Alert, Contribution, Origin, Sink, SinkError, Verdict};
 use crate::capture::{CaptureError, FileSource, LiveOptions, LiveSource, Next};
 use crate::config::{Config, ConfigError, SinkConfig};
 use crate::features::{Feature, FlowRecord};
-use crate::forest::{Model, ModelError};
+use crate::forest::{Model, ModelError, ScoreCache};
 use crate::pipeline::{PacketCounters, Pipeline};
 
 #[derive(Debug, Error)]
@@ -56,6 +57,8 @@ fn preflight_or_refuse(cfg: &Config, live: bool) -> Result<(), DaemonError> {
 /// The scoring half: model, threshold, what to emit.
 pub struct Scorer {
     pub model: Arc<Model>,
+    /// Scores of repeated inputs (a flood's flows all look alike); belongs to `model`.
+    cache: RefCell<ScoreCache>,
     pub threshold: f64,
     pub top_features: usize,
     pub flow_events: bool,
@@ -70,6 +73,7 @@ impl Scorer {
         let model = Model::load(&cfg.model.path)?;
         let threshold = cfg.model.threshold.unwrap_or(model.threshold());
         Ok(Scorer {
+            cache: RefCell::new(model.score_cache()),
             origin: Origin {
                 sensor: cfg.sensor.name.clone(),
                 in_iface: iface.to_string(),
@@ -137,7 +141,10 @@ impl Scorer {
         let mut scores = [0.0; BATCH];
         for chunk in batch.chunks(BATCH) {
             let scores = &mut scores[..chunk.len()];
-            self.model.score_many(chunk, scores);
+            match self.cache.try_borrow_mut() {
+                Ok(mut cache) => self.model.score_many_cached(chunk, scores, &mut cache),
+                Err(_) => self.model.score_many(chunk, scores),
+            }
             for (r, s) in chunk.iter().zip(scores.iter()) {
                 self.judge(r, *s, c, &mut |a| {
                     if a.is_alert() {

@@ -4,6 +4,7 @@
 
 pub mod community_id;
 pub mod key;
+pub mod open;
 pub mod state;
 pub mod stats;
 pub mod table;

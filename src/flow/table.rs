@@ -1,12 +1,20 @@
 //! The flow table: packets in, finished flows out. Finds each packet's bidirectional flow,
 //! applies the reference tool's lifecycle (flow timeout from the first packet, TCP teardown,
 //! ICMP type changes), expires flows on a clock, and caps its size by evicting the oldest flow.
+//!
+//! Layout (sized for floods: a spoofed SYN flood opens one flow per packet): open flows live in
+//! a slab (`Vec` of key + [`Flow`], 112 bytes a slot, a short flow inline), found through a hash
+//! index of (slot, key hash) (`hashbrown::HashTable`, 9 bytes a bucket, keyed by a randomly
+//! seeded foldhash so crafted traffic cannot aim at one bucket), and queued for expiry by slot
+//! and generation (16 bytes). About 150 bytes per open short flow in all.
 
-use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
 
 use super::key::FlowKey;
-use super::state::FlowState;
+use super::open::{Flow, Rules};
 use super::{Compat, FlowConfig, FlowReply, FlowSink, FlowStart, FlowStats, TcpState};
 use crate::decode::{PacketMeta, tcp_flags as tf};
 use crate::features::EndReason;
@@ -25,17 +33,38 @@ struct Continuation {
     expires_us: i64,
 }
 
+/// A queued reference to one flow: its slot and the low 32 bits of its id. A ticket whose flow
+/// has ended (the slot empty or reused) is stale and skipped. Ids are unique per table and a
+/// ticket leaves its queue by its deadline (at most a flow timeout later), so a reused slot
+/// cannot carry the same low 32 bits while the ticket waits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Ticket {
+    slot: u32,
+    id: u32,
+}
+
+/// One slab slot: an open flow and its key.
+#[derive(Clone, Debug)]
+struct Slot {
+    key: FlowKey,
+    flow: Flow,
+}
+
 /// Single-owner flow table (one per worker thread; see `FlowKey::symmetric_hash` to shard).
 pub struct FlowTable {
     cfg: FlowConfig,
-    /// Boxed states: growing the map moves 46-byte entries, not whole flow states.
-    map: HashMap<FlowKey, Box<FlowState>>,
-    /// (deadline = start + flow timeout, key, flow id) in creation order.
-    expiry: VecDeque<(i64, FlowKey, u64)>,
+    /// Open flows by slot; `None` slots are listed in `free`.
+    slab: Vec<Option<Slot>>,
+    free: Vec<u32>,
+    /// (slot, 32-bit hash of its key): growing the index re-hashes without touching the slab.
+    index: HashTable<(u32, u32)>,
+    hasher: hashbrown::DefaultHashBuilder,
+    /// (deadline = start + flow timeout, flow) in creation order.
+    expiry: VecDeque<(i64, Ticket)>,
+    /// (deadline = close + linger, flow) of closed TCP flows, in closing order.
+    lingering: VecDeque<(i64, Ticket)>,
     continuations: HashMap<FlowKey, Continuation>,
     continuation_order: VecDeque<(i64, FlowKey)>,
-    /// (deadline = close + linger, key, flow id) of closed TCP flows, in closing order.
-    lingering: VecDeque<(i64, FlowKey, u64)>,
     next_id: u64,
     stats: FlowStats,
 }
@@ -44,11 +73,14 @@ impl FlowTable {
     pub fn new(cfg: FlowConfig) -> FlowTable {
         FlowTable {
             cfg,
-            map: HashMap::new(),
+            slab: Vec::new(),
+            free: Vec::new(),
+            index: HashTable::new(),
+            hasher: hashbrown::DefaultHashBuilder::default(),
             expiry: VecDeque::new(),
+            lingering: VecDeque::new(),
             continuations: HashMap::new(),
             continuation_order: VecDeque::new(),
-            lingering: VecDeque::new(),
             next_id: 0,
             stats: FlowStats::default(),
         }
@@ -60,66 +92,150 @@ impl FlowTable {
 
     /// Open flows.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.index.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.index.is_empty()
     }
 
     pub fn stats(&self) -> FlowStats {
         FlowStats {
-            active: self.map.len() as u64,
+            active: self.len() as u64,
             ..self.stats
         }
+    }
+
+    fn rules(&self) -> Rules {
+        Rules {
+            activity_timeout_us: self.cfg.activity_timeout_us,
+            compat: self.cfg.compat,
+        }
+    }
+
+    /// The 32-bit hash of a key, spread over 64 bits so that hashbrown's bucket bits (low) and
+    /// tag bits (high) both come from it.
+    fn hash(&self, key: &FlowKey) -> u32 {
+        self.hasher.hash_one(key) as u32
+    }
+
+    /// The slot of the open flow with this key.
+    fn find(&self, hash: u32, key: &FlowKey) -> Option<u32> {
+        let slab = &self.slab;
+        self.index
+            .find(wide(hash), |&(i, h)| {
+                h == hash
+                    && slab
+                        .get(i as usize)
+                        .and_then(Option::as_ref)
+                        .is_some_and(|s| s.key == *key)
+            })
+            .map(|&(i, _)| i)
+    }
+
+    /// The open flow a ticket refers to, if it is still open.
+    fn ticket_flow(&self, t: Ticket) -> Option<&Slot> {
+        self.slab
+            .get(t.slot as usize)
+            .and_then(Option::as_ref)
+            .filter(|s| s.flow.id() as u32 == t.id)
+    }
+
+    fn flow_mut(&mut self, slot: u32) -> Option<&mut Flow> {
+        self.slab
+            .get_mut(slot as usize)
+            .and_then(Option::as_mut)
+            .map(|s| &mut s.flow)
+    }
+
+    /// Takes an open flow out of the table.
+    fn take(&mut self, slot: u32) -> Option<Slot> {
+        let s = self.slab.get_mut(slot as usize)?.take()?;
+        let hash = self.hash(&s.key);
+        if let Ok(e) = self.index.find_entry(wide(hash), |&(i, _)| i == slot) {
+            e.remove();
+        }
+        self.free.push(slot);
+        Some(s)
+    }
+
+    /// Puts a new flow in a free slot.
+    fn put(&mut self, hash: u32, key: FlowKey, flow: Flow) -> u32 {
+        let s = Some(Slot { key, flow });
+        let slot = match self.free.pop() {
+            Some(i) => {
+                self.slab[i as usize] = s;
+                i
+            }
+            None => {
+                self.slab.push(s);
+                (self.slab.len() - 1) as u32
+            }
+        };
+        self.index
+            .insert_unique(wide(hash), (slot, hash), |&(_, h)| wide(h));
+        slot
     }
 
     /// Feeds one decoded packet; finished flows go to `emit`.
     pub fn push(&mut self, pkt: &PacketMeta, emit: &mut impl FlowSink) {
         let (key, src_is_lo) = FlowKey::of(pkt);
+        let hash = self.hash(&key);
         let mut p = *pkt;
-        let compat = self.cfg.compat;
-        let Entry::Occupied(mut e) = self.map.entry(key) else {
-            self.start_flow(key, src_is_lo, &p, emit);
+        let rules = self.rules();
+        let compat = rules.compat;
+        let Some(slot) = self.find(hash, &key) else {
+            self.start_flow(hash, key, src_is_lo, &p, emit);
             return;
         };
-        let flow = e.get_mut();
-        if p.ts_us < flow.last_us {
+        let flow_timeout_us = self.cfg.flow_timeout_us;
+        let Some(flow) = self.flow_mut(slot) else {
+            return;
+        };
+        let out_of_order = p.ts_us < flow.last_us();
+        if out_of_order {
             // Capture misordering: treat the packet as arriving with the flow's last packet.
-            p.ts_us = flow.last_us;
-            self.stats.out_of_order += 1;
+            p.ts_us = flow.last_us();
         }
         let ts = p.ts_us;
         let f = p.tcp_flags;
         let syn = f & tf::SYN != 0;
-        let timed_out = ts - flow.start_us > self.cfg.flow_timeout_us;
-        let reuse = flow.tcp == TcpState::ReadyForTermination && syn;
+        let timed_out = ts - flow.start_us() > flow_timeout_us;
+        let reuse = flow.tcp() == TcpState::ReadyForTermination && syn;
+        let protocol = key.protocol;
+        let is_tcp = protocol == IPPROTO_TCP;
         if timed_out || reuse {
-            let old = e.remove();
+            self.stats.out_of_order += u64::from(out_of_order);
+            let Some(old) = self.take(slot) else {
+                return;
+            };
             let reason = if timed_out {
                 EndReason::Timeout
             } else {
                 EndReason::TcpClose
             };
             self.finish(&old, reason, emit);
-            if !reuse && old.protocol() == IPPROTO_TCP {
+            let o = &old.flow;
+            if !reuse && is_tcp {
                 // Continuation of the same connection: keep its direction, carry its time.
                 let cumulative =
-                    old.cumulative_us + (old.last_us - old.start_us) + (ts - old.last_us);
+                    o.cumulative_us() + (o.last_us() - o.start_us()) + (ts - o.last_us());
                 self.insert_flow(
+                    hash,
                     key,
                     &p,
-                    src_is_lo == old.fwd_is_lo,
-                    old.fwd_is_lo,
+                    src_is_lo,
+                    src_is_lo == o.fwd_is_lo(),
+                    o.fwd_is_lo(),
                     cumulative,
                     emit,
                 );
             } else {
-                self.start_flow(key, src_is_lo, &p, emit);
+                self.start_flow(hash, key, src_is_lo, &p, emit);
             }
             return;
         }
-        if flow.is_first_reply(&p) {
+        if flow.is_first_reply(&key, &p) {
             emit.replied(&FlowReply {
                 ts_us: ts,
                 opener_ip: p.dst_ip,
@@ -129,52 +245,54 @@ impl FlowTable {
                 tcp_flags: f,
             });
         }
-        let activity = self.cfg.activity_timeout_us;
-        let is_tcp = flow.protocol() == IPPROTO_TCP;
-        let was_ready = flow.tcp == TcpState::ReadyForTermination;
+        let was_ready = flow.tcp() == TcpState::ReadyForTermination;
         if compat == Compat::Cic2017 && is_tcp && f & (tf::FIN | tf::RST) != 0 {
             // The original tool: the first FIN (or any RST) ends the flow.
-            flow.update_active_idle(ts, activity);
-            flow.add(&p, compat);
-            let old = e.remove();
-            self.finish(&old, EndReason::TcpClose, emit);
+            flow.add(&key, &p, rules);
+            self.stats.out_of_order += u64::from(out_of_order);
+            if let Some(old) = self.take(slot) {
+                self.finish(&old, EndReason::TcpClose, emit);
+            }
             return;
         }
         if f & tf::FIN != 0 {
-            flow.update_active_idle(ts, activity);
-            flow.add(&p, compat);
-            flow.tcp = match flow.tcp {
+            flow.add(&key, &p, rules);
+            let next = match flow.tcp() {
                 TcpState::Open => TcpState::FirstFin,
                 TcpState::FirstFin if flow.fin_both_ways() => TcpState::SecondFin,
                 s => s,
             };
+            flow.set_tcp(next);
         } else if f & tf::RST != 0 {
-            flow.update_active_idle(ts, activity);
-            flow.add(&p, compat);
-            flow.tcp = TcpState::ReadyForTermination;
+            flow.add(&key, &p, rules);
+            flow.set_tcp(TcpState::ReadyForTermination);
         } else if f & tf::ACK != 0 {
-            flow.update_active_idle(ts, activity);
-            flow.add(&p, compat);
-            if flow.tcp == TcpState::SecondFin {
-                flow.tcp = TcpState::ReadyForTermination;
+            flow.add(&key, &p, rules);
+            if flow.tcp() == TcpState::SecondFin {
+                flow.set_tcp(TcpState::ReadyForTermination);
             }
-        } else if matches!(flow.protocol(), IPPROTO_ICMP | IPPROTO_ICMPV6)
-            && flow.icmp_code() != i16::from(p.icmp_code)
-            && flow.icmp_type() != i16::from(p.icmp_type)
+        } else if matches!(protocol, IPPROTO_ICMP | IPPROTO_ICMPV6)
+            && flow.icmp_type_code(protocol).1 != i16::from(p.icmp_code)
+            && flow.icmp_type_code(protocol).0 != i16::from(p.icmp_type)
         {
-            let old = e.remove();
-            self.stats.icmp_splits += 1;
-            self.finish(&old, EndReason::IcmpChange, emit);
-            self.start_flow(key, src_is_lo, &p, emit);
+            self.stats.out_of_order += u64::from(out_of_order);
+            if let Some(old) = self.take(slot) {
+                self.stats.icmp_splits += 1;
+                self.finish(&old, EndReason::IcmpChange, emit);
+            }
+            self.start_flow(hash, key, src_is_lo, &p, emit);
             return;
         } else {
-            flow.update_active_idle(ts, activity);
-            flow.add(&p, compat);
+            flow.add(&key, &p, rules);
         }
-        if !was_ready && flow.tcp == TcpState::ReadyForTermination {
-            let id = flow.id;
-            self.lingering
-                .push_back((ts.saturating_add(self.cfg.tcp_linger_us), key, id));
+        let now_ready = flow.tcp() == TcpState::ReadyForTermination;
+        let id = flow.id() as u32;
+        self.stats.out_of_order += u64::from(out_of_order);
+        if !was_ready && now_ready {
+            self.lingering.push_back((
+                ts.saturating_add(self.cfg.tcp_linger_us),
+                Ticket { slot, id },
+            ));
         }
     }
 
@@ -182,20 +300,19 @@ impl FlowTable {
     /// wall-clock time when live traffic stops).
     pub fn advance(&mut self, now_us: i64, emit: &mut impl FlowSink) {
         self.end_lingering(now_us, emit);
-        while let Some(&(deadline, key, id)) = self.expiry.front() {
+        while let Some(&(deadline, t)) = self.expiry.front() {
             if now_us <= deadline {
                 break;
             }
             self.expiry.pop_front();
-            let Entry::Occupied(e) = self.map.entry(key) else {
-                continue;
-            };
-            if e.get().id != id {
+            if self.ticket_flow(t).is_none() {
                 continue;
             }
-            let old = e.remove();
-            if old.protocol() == IPPROTO_TCP && old.tcp != TcpState::ReadyForTermination {
-                self.remember_continuation(key, &old, now_us);
+            let Some(old) = self.take(t.slot) else {
+                continue;
+            };
+            if old.key.protocol == IPPROTO_TCP && old.flow.tcp() != TcpState::ReadyForTermination {
+                self.remember_continuation(&old, now_us);
             }
             self.finish(&old, EndReason::Timeout, emit);
         }
@@ -219,52 +336,58 @@ impl FlowTable {
     fn end_lingering(&mut self, now_us: i64, emit: &mut impl FlowSink) {
         let linger = self.cfg.tcp_linger_us;
         let mut requeued = 0usize;
-        while let Some(&(deadline, key, id)) = self.lingering.front() {
+        while let Some(&(deadline, t)) = self.lingering.front() {
             if now_us <= deadline || requeued > self.lingering.len() {
                 break;
             }
             self.lingering.pop_front();
-            let Entry::Occupied(e) = self.map.entry(key) else {
+            let Some(s) = self.ticket_flow(t) else {
                 continue;
             };
-            let f = e.get();
-            if f.id != id || f.tcp != TcpState::ReadyForTermination {
+            if s.flow.tcp() != TcpState::ReadyForTermination {
                 continue;
             }
-            let due = f.last_us.saturating_add(linger);
+            let due = s.flow.last_us().saturating_add(linger);
             if now_us <= due {
-                self.lingering.push_back((due, key, id));
+                self.lingering.push_back((due, t));
                 requeued += 1;
                 continue;
             }
-            let old = e.remove();
-            self.finish(&old, EndReason::TcpClose, emit);
+            if let Some(old) = self.take(t.slot) {
+                self.finish(&old, EndReason::TcpClose, emit);
+            }
         }
     }
 
     /// Finishes every open flow (end of input, shutdown), oldest first.
     pub fn flush(&mut self, emit: &mut impl FlowSink) {
-        // Oldest first, without copying the states: sort the keys, then take each flow out.
-        let mut order: Vec<(i64, u64, FlowKey)> = self
-            .map
+        let mut order: Vec<(i64, u64, u32)> = self
+            .slab
             .iter()
-            .map(|(k, f)| (f.start_us, f.id, *k))
+            .enumerate()
+            .filter_map(|(i, s)| {
+                s.as_ref()
+                    .map(|s| (s.flow.start_us(), s.flow.id(), i as u32))
+            })
             .collect();
-        order.sort_unstable_by_key(|(start, id, _)| (*start, *id));
-        for (_, _, k) in order {
-            if let Some(f) = self.map.remove(&k) {
+        order.sort_unstable();
+        let rules = self.rules();
+        for (_, _, i) in order {
+            if let Some(s) = self.slab.get_mut(i as usize).and_then(Option::take) {
                 self.stats.flushed += 1;
-                emit.ended(f.finish(EndReason::Flushed, self.cfg.compat));
+                emit.ended(s.flow.finish(&s.key, EndReason::Flushed, rules));
             }
         }
-        self.map.shrink_to_fit();
-        self.expiry.clear();
+        self.slab = Vec::new();
+        self.free = Vec::new();
+        self.index = HashTable::new();
+        self.expiry = VecDeque::new();
         self.continuations.clear();
         self.continuation_order.clear();
         self.lingering.clear();
     }
 
-    fn finish(&mut self, f: &FlowState, reason: EndReason, emit: &mut impl FlowSink) {
+    fn finish(&mut self, s: &Slot, reason: EndReason, emit: &mut impl FlowSink) {
         match reason {
             EndReason::Timeout => self.stats.expired += 1,
             EndReason::TcpClose => self.stats.closed_tcp += 1,
@@ -272,26 +395,34 @@ impl FlowTable {
             EndReason::Flushed => self.stats.flushed += 1,
             EndReason::IcmpChange => {}
         }
-        if self.cfg.compat == Compat::Cic2017 && reason == EndReason::Timeout && f.packets() < 2 {
+        if self.cfg.compat == Compat::Cic2017
+            && reason == EndReason::Timeout
+            && s.flow.packets() < 2
+        {
             // The original tool dropped single-packet flows at timeout.
             self.stats.dropped_single += 1;
             return;
         }
-        emit.ended(f.finish(reason, self.cfg.compat));
+        emit.ended(s.flow.finish(&s.key, reason, self.rules()));
     }
 
     fn start_flow(
         &mut self,
+        hash: u32,
         key: FlowKey,
         src_is_lo: bool,
         p: &PacketMeta,
         emit: &mut impl FlowSink,
     ) {
-        if let Some(c) = self.continuations.remove(&key) {
+        if !self.continuations.is_empty()
+            && let Some(c) = self.continuations.remove(&key)
+        {
             let cumulative = c.cumulative_us + (p.ts_us - c.last_us).max(0);
             self.insert_flow(
+                hash,
                 key,
                 p,
+                src_is_lo,
                 src_is_lo == c.fwd_is_lo,
                 c.fwd_is_lo,
                 cumulative,
@@ -312,45 +443,52 @@ impl FlowTable {
         let synack = p.tcp_flags & (tf::SYN | tf::ACK) == (tf::SYN | tf::ACK);
         let pkt_is_fwd = !synack;
         let fwd_is_lo = if pkt_is_fwd { src_is_lo } else { !src_is_lo };
-        self.insert_flow(key, p, pkt_is_fwd, fwd_is_lo, 0, emit);
+        self.insert_flow(hash, key, p, src_is_lo, pkt_is_fwd, fwd_is_lo, 0, emit);
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn insert_flow(
         &mut self,
+        hash: u32,
         key: FlowKey,
         p: &PacketMeta,
+        src_is_lo: bool,
         pkt_is_fwd: bool,
         fwd_is_lo: bool,
         cumulative_us: i64,
         emit: &mut impl FlowSink,
     ) {
-        while self.map.len() >= self.cfg.max_flows.max(1) {
+        while self.len() >= self.cfg.max_flows.max(1) {
             if !self.evict_oldest(emit) {
                 break;
             }
         }
         let id = self.next_id;
         self.next_id += 1;
-        let mut state = Box::new(FlowState::new(id, p, pkt_is_fwd, fwd_is_lo));
-        state.cumulative_us = cumulative_us;
-        self.expiry
-            .push_back((p.ts_us.saturating_add(self.cfg.flow_timeout_us), key, id));
-        self.map.insert(key, state);
+        let mut flow = Flow::new(id, p, src_is_lo, pkt_is_fwd, fwd_is_lo);
+        flow.set_cumulative_us(cumulative_us);
+        let slot = self.put(hash, key, flow);
+        self.expiry.push_back((
+            p.ts_us.saturating_add(self.cfg.flow_timeout_us),
+            Ticket {
+                slot,
+                id: id as u32,
+            },
+        ));
         self.stats.created += 1;
-        if self.expiry.len() > 2 * self.map.len() + 1024 {
-            // Drop bookkeeping of flows that ended otherwise (TCP reuse, ICMP, eviction).
-            let map = &self.map;
-            self.expiry
-                .retain(|(_, k, id)| map.get(k).is_some_and(|f| f.id == *id));
+        if self.expiry.len() > 2 * self.len() + 1024 {
+            // Drop tickets of flows that ended otherwise (TCP reuse, ICMP, eviction).
+            let mut expiry = std::mem::take(&mut self.expiry);
+            expiry.retain(|(_, t)| self.ticket_flow(*t).is_some());
+            self.expiry = expiry;
         }
     }
 
     fn evict_oldest(&mut self, emit: &mut impl FlowSink) -> bool {
-        while let Some((_, key, id)) = self.expiry.pop_front() {
-            if let Entry::Occupied(e) = self.map.entry(key)
-                && e.get().id == id
+        while let Some((_, t)) = self.expiry.pop_front() {
+            if self.ticket_flow(t).is_some()
+                && let Some(old) = self.take(t.slot)
             {
-                let old = e.remove();
                 self.finish(&old, EndReason::Evicted, emit);
                 return true;
             }
@@ -358,7 +496,7 @@ impl FlowTable {
         false
     }
 
-    fn remember_continuation(&mut self, key: FlowKey, f: &FlowState, now_us: i64) {
+    fn remember_continuation(&mut self, s: &Slot, now_us: i64) {
         let cap = self.cfg.max_flows.max(1);
         while self.continuations.len() >= cap {
             match self.continuation_order.pop_front() {
@@ -369,29 +507,36 @@ impl FlowTable {
             }
         }
         let expires_us = now_us.saturating_add(self.cfg.flow_timeout_us);
+        let f = &s.flow;
         self.continuations.insert(
-            key,
+            s.key,
             Continuation {
-                fwd_is_lo: f.fwd_is_lo,
-                cumulative_us: f.cumulative_us + (f.last_us - f.start_us),
-                last_us: f.last_us,
+                fwd_is_lo: f.fwd_is_lo(),
+                cumulative_us: f.cumulative_us() + (f.last_us() - f.start_us()),
+                last_us: f.last_us(),
                 expires_us,
             },
         );
-        self.continuation_order.push_back((expires_us, key));
+        self.continuation_order.push_back((expires_us, s.key));
     }
+}
+
+/// A 32-bit key hash as hashbrown's 64-bit hash: bucket bits from the low end, the 7 tag bits
+/// from the top, both taken from the 32 bits.
+fn wide(h: u32) -> u64 {
+    u64::from(h) | (u64::from(h) << 32)
 }
 
 #[cfg(test)]
 mod size_report {
     /// The README quotes the per-flow state size; keep it from growing unnoticed.
     #[test]
-    fn per_flow_state_stays_under_a_kilobyte() {
-        let state = std::mem::size_of::<super::FlowState>();
-        let key = std::mem::size_of::<super::FlowKey>();
-        assert!(
-            state + key <= 816,
-            "FlowState {state} + FlowKey {key} bytes"
-        );
+    fn per_flow_state_stays_small() {
+        let full = std::mem::size_of::<crate::flow::state::FlowState>();
+        let slot = std::mem::size_of::<Option<super::Slot>>();
+        let ticket = std::mem::size_of::<(i64, super::Ticket)>();
+        assert!(full <= 816, "FlowState {full} bytes");
+        assert!(slot <= 112, "slab slot {slot} bytes");
+        assert_eq!(ticket, 16);
     }
 }

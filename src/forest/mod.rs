@@ -2,10 +2,12 @@
 //! full validation into flat arrays ([`Model`]), scikit-learn-exact scoring, and training
 //! ([`train`]). A finished [`FlowRecord`] goes in; an anomaly score in (0, 1] comes out.
 
+mod cache;
 pub mod quantiles;
 pub mod sets;
 pub mod train;
 
+pub use cache::ScoreCache;
 pub use quantiles::Quantiles;
 
 use std::path::{Path, PathBuf};
@@ -1109,6 +1111,28 @@ mod tests {
             "inputs too alike: {} scores",
             distinct.len()
         );
+        // Through the cache: every flow twice, interleaved with repeats and with a distinct
+        // Source Port (not a model input) on the repeats, so that entries hit and collide.
+        let mut cache = m.score_cache();
+        let mut again = flows.clone();
+        for (i, r) in again.iter_mut().enumerate() {
+            r.values[Feature::SrcPort as usize] = i as f64;
+        }
+        let mixed: Vec<FlowRecord> = flows
+            .iter()
+            .zip(&again)
+            .flat_map(|(a, b)| [a.clone(), b.clone(), a.clone()])
+            .collect();
+        for round in 0..2 {
+            let mut cached = vec![0.0; mixed.len()];
+            m.score_many_cached(&mixed, &mut cached, &mut cache);
+            for (i, s) in cached.iter().enumerate() {
+                assert_eq!(s.to_bits(), many[i / 3].to_bits(), "round {round} row {i}");
+            }
+        }
+        let (hits, lookups) = cache.hits();
+        assert_eq!(lookups, 6000);
+        assert!(hits > 2000, "{hits} hits");
     }
 
     proptest::proptest! {
