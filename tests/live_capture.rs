@@ -137,6 +137,12 @@ fn config(dir: &Path, extra: &str) -> PathBuf {
         &model,
     )
     .unwrap();
+    // The host model is read from beside the flow model.
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("model/host-forest.json"),
+        dir.join("host-forest.json"),
+    )
+    .unwrap();
     let p = dir.join("live.toml");
     let body = format!(
         "[capture]\ninterface = \"fsveth0\"\ntimeout_ms = 100\n[model]\npath = {model:?}\n[alerts]\nflow_events = true\n[[alerts.sinks]]\ntype = \"json\"\npath = \"events.json\"\n[stats]\ninterval_s = 0\n{extra}"

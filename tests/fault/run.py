@@ -17,6 +17,7 @@ Usage: tests/fault/run.py --bin target/release/flowsentry --pcaps ../shared/pcap
 
 import argparse
 import json
+import shutil
 import os
 import random
 import re
@@ -280,6 +281,8 @@ def section_config_or_model(a, rng, tmp, deadline, which):
     if not os.path.exists(fifo):
         os.mkfifo(fifo)
     model_path = os.path.join(tmp, "mut-model.json")
+    # The host model is read from beside the flow model: keep it valid there.
+    shutil.copyfile(os.path.join(ROOT, "model", "host-forest.json"), os.path.join(tmp, "host-forest.json"))
     with open(MODEL) as f:
         model = json.load(f)
     cases = a.config_cases if which == "config" else a.model_cases
