@@ -2,7 +2,11 @@
 //! [`crate::flow::FlowSink`] events), so a scan or a flood is seen while it happens. O(1) per
 //! event; the table of hosts is capped and what the cap costs is counted.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+// hashbrown's default hasher (foldhash, randomly seeded): several times cheaper than SipHash on
+// the flood path, where every spoofed SYN looks up two hosts.
+use hashbrown::HashMap;
 use std::net::IpAddr;
 
 use super::features::{HostFeature as H, HostVector, NUM_HOST_FEATURES, is_auth_port};
