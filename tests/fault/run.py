@@ -535,12 +535,14 @@ def events_in(path):
 
 
 def balance(row, what, err, delivered=None):
-    """Every event scored is written, dropped, failed or abandoned; written equals what arrived."""
+    """Every event sent (one flow record per scored flow, plus every alert sent: flow and host
+    alerts) is written, dropped, failed or abandoned; written equals what arrived."""
     scored, w = stat(err, "scored"), stat(err, "sink_written")
     counted = [stat(err, k) for k in ("sink_dropped", "sink_failed", "sink_abandoned")]
     if scored is None or w is None or None in counted:
         row.problems.append(f"{what}: no final stats line")
         return None
+    scored += stat(err, "alerts") or 0
     missing = scored - w - sum(counted)
     over = (w - delivered) if delivered is not None else 0
     lost = max(missing, 0) + max(over, 0)
