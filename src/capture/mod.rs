@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+pub mod sys;
+
 /// One captured frame, borrowed from the source until the next call.
 #[derive(Clone, Copy, Debug)]
 pub struct Frame<'a> {
@@ -166,10 +168,11 @@ impl FileSource {
     pub fn open(path: &Path) -> Result<FileSource, CaptureError> {
         let format = sniff_format(path)?;
         let file_len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        let cap = pcap::Capture::from_file(path).map_err(|e| CaptureError::Open {
+        let mut cap = pcap::Capture::from_file(path).map_err(|e| CaptureError::Open {
             path: path.into(),
             msg: e.to_string(),
         })?;
+        sys::unlocked_reads(&mut cap);
         let linktype = cap.get_datalink().0;
         if !crate::decode::linktype::is_supported(linktype) {
             return Err(CaptureError::UnknownLinkType {

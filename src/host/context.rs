@@ -1,8 +1,17 @@
 //! Per-host state, updated as flows start, get their first answer and end (the flow table's
 //! [`crate::flow::FlowSink`] events), so a scan or a flood is seen while it happens. O(1) per
 //! event; the table of hosts is capped and what the cap costs is counted.
+//!
+//! A host enters the table at its second flow. Until then its first flow's events wait in a
+//! fixed-size array of single-flow hosts ([`Pending`], direct-mapped by a seeded hash of the
+//! address), and are replayed into a new entry, in order, when the second flow comes: a host
+//! with two flows or more has exactly the values it would have had in the table from its
+//! first flow (unit test `pending_hosts_end_up_with_the_same_vectors`), while the spoofed
+//! sources of a flood (one flow each) cost one array write and never touch the table. Not
+//! used when `min_flows` ≤ 1 (a single flow can then make a host due for scoring).
 
 use std::collections::VecDeque;
+use std::hash::BuildHasher;
 
 // hashbrown's default hasher (foldhash, randomly seeded): several times cheaper than SipHash on
 // the flood path, where every spoofed SYN looks up two hosts.
@@ -44,7 +53,10 @@ impl Default for HostConfig {
 pub struct HostStats {
     /// Hosts tracked now.
     pub hosts: u64,
-    /// Hosts removed to make room (single-flow hosts first, e.g. spoofed sources).
+    /// Single-flow hosts remembered outside the table (see [`Pending`]).
+    pub pending: u64,
+    /// Hosts removed to make room (single-flow hosts first, e.g. spoofed sources): from the
+    /// table, or overwritten in the pending array.
     pub evicted: u64,
     /// Events not counted because the table was full of multi-flow hosts.
     pub refused: u64,
@@ -139,6 +151,118 @@ impl Host {
     }
 }
 
+/// One host's share of a flow event: what [`HostContext`] applies to the host's entry.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+enum Ev {
+    #[default]
+    None,
+    /// It opened a flow to the host hashed `dst` on `port` (`port | protocol << 16`).
+    Out { ts: i64, dst: u64, port: u32 },
+    /// It received a flow from the host hashed `src`; `opens`: the first packet could open it.
+    In {
+        ts: i64,
+        src: u64,
+        port: u32,
+        opens: bool,
+    },
+    /// A flow it opened got its first answer.
+    Answered { ts: i64, refused: bool },
+    /// A flow it received: it answered.
+    Answering { ts: i64 },
+    /// It ended a short answered session to a login service, sending `bytes`.
+    Auth { ts: i64, bytes: f32 },
+}
+
+impl Ev {
+    fn ts(&self) -> i64 {
+        match *self {
+            Ev::None => i64::MIN,
+            Ev::Out { ts, .. }
+            | Ev::In { ts, .. }
+            | Ev::Answered { ts, .. }
+            | Ev::Answering { ts }
+            | Ev::Auth { ts, .. } => ts,
+        }
+    }
+}
+
+/// Applies one event to a host: its counts brought to the event's time, then updated.
+fn apply(h: &mut Host, ev: Ev, epoch: i64) {
+    h.advance(ev.ts());
+    match ev {
+        Ev::None => {}
+        Ev::Out { ts, dst, port } => {
+            let service = mix(dst ^ (u64::from(port & 0xffff) << 48) ^ u64::from(port >> 16));
+            h.flows = h.flows.saturating_add(1);
+            h.out_started.add(1.0);
+            if h.top_service == service || h.top_weight.at(2) < 1.0 {
+                h.top_service = service;
+                h.top_weight.add(1.0);
+            } else {
+                h.top_weight.add(-1.0);
+            }
+            let first_ts = epoch.max(h.last_us.min(ts));
+            record(
+                &mut h.out_sk,
+                &mut h.first_out,
+                u64::from(port),
+                dst,
+                ts,
+                first_ts,
+            );
+        }
+        Ev::In {
+            ts,
+            src,
+            port,
+            opens,
+        } => {
+            h.flows = h.flows.saturating_add(1);
+            h.in_started.add(1.0);
+            if !opens {
+                h.in_unsolicited.add(1.0);
+            }
+            let first_ts = epoch.max(h.last_us.min(ts));
+            record(
+                &mut h.in_sk,
+                &mut h.first_in,
+                src,
+                u64::from(port),
+                ts,
+                first_ts,
+            );
+        }
+        Ev::Answered { refused, .. } => {
+            h.out_answered.add(1.0);
+            if refused {
+                h.out_refused.add(1.0);
+            }
+        }
+        Ev::Answering { .. } => h.in_answered.add(1.0),
+        Ev::Auth { bytes, .. } => {
+            h.auth_n.add(1.0);
+            h.auth_sum.add(bytes);
+            h.auth_sumsq.add(bytes * bytes);
+        }
+    }
+}
+
+/// Events a pending host keeps before it is moved into the table anyway.
+const PENDING_EVENTS: usize = 3;
+/// Most slots of the pending array (it has `max_hosts` rounded up to a power of two).
+const MAX_PENDING_SLOTS: usize = 1 << 20;
+
+/// A host seen in one flow only, not in the table yet: the events of that flow, in order.
+#[derive(Clone, Copy, Debug, Default)]
+struct Pending {
+    /// Time of its latest event (`Host::last_us`).
+    last_us: i64,
+    /// Events held (0 = empty slot).
+    n: u8,
+    ip: Option<IpAddr>,
+    evs: [Ev; PENDING_EVENTS],
+}
+
 fn ip_hash(ip: IpAddr) -> u64 {
     match ip {
         IpAddr::V4(a) => u64::from(u32::from(a)),
@@ -205,9 +329,17 @@ pub struct HostContext {
     hosts: HashMap<IpAddr, Host>,
     /// Hosts in creation order, for evicting single-flow hosts first.
     order: VecDeque<IpAddr>,
+    /// Single-flow hosts, direct-mapped by `seed`'s hash of the address (empty: not used).
+    pending: Vec<Pending>,
+    /// Off in tests that compare against the table-only behaviour.
+    use_pending: bool,
+    seed: hashbrown::DefaultHashBuilder,
     /// Time origin of new sketches (the first event seen).
     epoch_us: Option<i64>,
     next_sweep_us: i64,
+    /// Time of the last sweep: a pending host idle for `idle_us` before it is gone, as a host
+    /// in the table would be.
+    last_sweep_us: i64,
     stats: HostStats,
 }
 
@@ -220,8 +352,12 @@ impl HostContext {
             cfg,
             hosts: HashMap::new(),
             order: VecDeque::new(),
+            pending: Vec::new(),
+            use_pending: true,
+            seed: hashbrown::DefaultHashBuilder::default(),
             epoch_us: None,
             next_sweep_us: i64::MIN,
+            last_sweep_us: i64::MIN,
             stats: HostStats::default(),
         }
     }
@@ -237,19 +373,96 @@ impl HostContext {
         &self.cfg
     }
 
-    /// The host's entry, created if there is room.
-    fn entry(&mut self, ip: IpAddr, ts: i64) -> Option<&mut Host> {
-        if !self.hosts.contains_key(&ip) {
-            if self.hosts.len() >= self.cfg.max_hosts.max(1) && !self.make_room() {
-                self.stats.refused += 1;
-                return None;
-            }
-            self.hosts.insert(ip, Host::new(ts));
-            self.order.push_back(ip);
+    /// A new entry for `ip` in the table, if there is room.
+    fn create(&mut self, ip: IpAddr, ts: i64) -> Option<&mut Host> {
+        if self.hosts.len() >= self.cfg.max_hosts.max(1) && !self.make_room() {
+            self.stats.refused += 1;
+            return None;
         }
-        let h = self.hosts.get_mut(&ip)?;
-        h.advance(ts);
-        Some(h)
+        self.order.push_back(ip);
+        Some(self.hosts.entry(ip).or_insert_with(|| Host::new(ts)))
+    }
+
+    /// Whether single-flow hosts wait in the pending array (allocated at first use).
+    fn pending_on(&mut self) -> bool {
+        if self.cfg.min_flows <= 1.0 || !self.use_pending {
+            return false;
+        }
+        if self.pending.is_empty() {
+            let n = self
+                .cfg
+                .max_hosts
+                .clamp(1, MAX_PENDING_SLOTS)
+                .next_power_of_two();
+            self.pending = vec![Pending::default(); n];
+        }
+        true
+    }
+
+    /// Applies `ev` to host `ip`. A flow start (`starts`) makes an unknown host known: pending
+    /// at its first flow, in the table from its second; other events only update known hosts.
+    /// True when the host is in the table (and may be due for scoring).
+    fn apply_to(&mut self, ip: IpAddr, ev: Ev, starts: bool, epoch: i64) -> bool {
+        if let Some(h) = self.hosts.get_mut(&ip) {
+            apply(h, ev, epoch);
+            return true;
+        }
+        if !self.pending_on() {
+            if !starts {
+                return false;
+            }
+            let Some(h) = self.create(ip, ev.ts()) else {
+                return false;
+            };
+            apply(h, ev, epoch);
+            return true;
+        }
+        let i = (self.seed.hash_one(ip) as usize) & (self.pending.len() - 1);
+        let (idle, last_sweep) = (self.cfg.idle_us, self.last_sweep_us);
+        let Some(p) = self.pending.get_mut(i) else {
+            return false;
+        };
+        let swept = p.n > 0 && last_sweep.saturating_sub(p.last_us) > idle;
+        if p.n == 0 || swept || p.ip != Some(ip) {
+            if !starts {
+                return false;
+            }
+            if p.n > 0 {
+                self.stats.pending -= 1;
+                if swept {
+                    self.stats.expired += 1;
+                } else {
+                    self.stats.evicted += 1;
+                }
+            }
+            *p = Pending {
+                last_us: ev.ts(),
+                n: 1,
+                ip: Some(ip),
+                evs: [ev, Ev::None, Ev::None],
+            };
+            self.stats.pending += 1;
+            return false;
+        }
+        if !starts && usize::from(p.n) < PENDING_EVENTS {
+            if let Some(slot) = p.evs.get_mut(usize::from(p.n)) {
+                *slot = ev;
+            }
+            p.n += 1;
+            p.last_us = p.last_us.max(ev.ts());
+            return false;
+        }
+        // Its second flow: into the table, its first flow's events replayed in order.
+        let p = std::mem::take(p);
+        self.stats.pending -= 1;
+        let Some(h) = self.create(ip, p.evs[0].ts()) else {
+            return false;
+        };
+        for e in p.evs.iter().take(usize::from(p.n)) {
+            apply(h, *e, epoch);
+        }
+        apply(h, ev, epoch);
+        true
     }
 
     /// Evicts the oldest host that has seen a single flow (looking at most 64 deep).
@@ -277,6 +490,7 @@ impl HostContext {
             return;
         }
         self.next_sweep_us = now.saturating_add(10_000_000);
+        self.last_sweep_us = now;
         let idle = self.cfg.idle_us;
         let before = self.hosts.len();
         self.hosts.retain(|_, h| now - h.last_us <= idle);
@@ -310,44 +524,22 @@ impl HostContext {
         let ts = s.ts_us;
         let epoch = *self.epoch_us.get_or_insert(ts);
         self.sweep(ts);
-        let service =
-            mix(ip_hash(s.dst_ip) ^ (u64::from(s.dst_port) << 48) ^ u64::from(s.protocol));
-        let port = u64::from(s.dst_port) | (u64::from(s.protocol) << 16);
-        if let Some(h) = self.entry(s.src_ip, ts) {
-            h.flows = h.flows.saturating_add(1);
-            h.out_started.add(1.0);
-            if h.top_service == service || h.top_weight.at(2) < 1.0 {
-                h.top_service = service;
-                h.top_weight.add(1.0);
-            } else {
-                h.top_weight.add(-1.0);
-            }
-            record(
-                &mut h.out_sk,
-                &mut h.first_out,
-                port,
-                ip_hash(s.dst_ip),
-                ts,
-                epoch.max(h.last_us.min(ts)),
-            );
-        }
+        let port = u32::from(s.dst_port) | (u32::from(s.protocol) << 16);
+        let (src, dst) = (ip_hash(s.src_ip), ip_hash(s.dst_ip));
+        let out = Ev::Out { ts, dst, port };
+        let src_known = self.apply_to(s.src_ip, out, true, epoch);
         let opens = s.protocol != 6 || s.tcp_flags & (tf::SYN | tf::ACK) == tf::SYN;
-        if let Some(h) = self.entry(s.dst_ip, ts) {
-            h.flows = h.flows.saturating_add(1);
-            h.in_started.add(1.0);
-            if !opens {
-                h.in_unsolicited.add(1.0);
-            }
-            record(
-                &mut h.in_sk,
-                &mut h.first_in,
-                ip_hash(s.src_ip),
-                port,
-                ts,
-                epoch.max(h.last_us.min(ts)),
-            );
-        }
-        [self.due(s.src_ip, ts), self.due(s.dst_ip, ts)]
+        let inn = Ev::In {
+            ts,
+            src,
+            port,
+            opens,
+        };
+        let dst_known = self.apply_to(s.dst_ip, inn, true, epoch);
+        [
+            src_known.then(|| self.due(s.src_ip, ts)).flatten(),
+            dst_known.then(|| self.due(s.dst_ip, ts)).flatten(),
+        ]
     }
 
     /// [`HostContext::started`], then `scored(host, vector, now)` for each host due.
@@ -363,17 +555,9 @@ impl HostContext {
     pub fn replied(&mut self, r: &FlowReply) {
         let ts = r.ts_us;
         let refused = r.protocol == 6 && r.tcp_flags & tf::RST != 0;
-        if let Some(h) = self.hosts.get_mut(&r.opener_ip) {
-            h.advance(ts);
-            h.out_answered.add(1.0);
-            if refused {
-                h.out_refused.add(1.0);
-            }
-        }
-        if let Some(h) = self.hosts.get_mut(&r.responder_ip) {
-            h.advance(ts);
-            h.in_answered.add(1.0);
-        }
+        let epoch = self.epoch_us.unwrap_or(ts);
+        self.apply_to(r.opener_ip, Ev::Answered { ts, refused }, false, epoch);
+        self.apply_to(r.responder_ip, Ev::Answering { ts }, false, epoch);
     }
 
     /// A flow ended: short answered sessions to a login service count toward repetition.
@@ -384,12 +568,9 @@ impl HostContext {
             return;
         }
         let bytes = r.get(Feature::TotalLenFwdPackets).max(0.0) as f32;
-        if let Some(h) = self.hosts.get_mut(&r.src_ip) {
-            h.advance(r.end_us);
-            h.auth_n.add(1.0);
-            h.auth_sum.add(bytes);
-            h.auth_sumsq.add(bytes * bytes);
-        }
+        let ts = r.end_us;
+        let epoch = self.epoch_us.unwrap_or(ts);
+        self.apply_to(r.src_ip, Ev::Auth { ts, bytes }, false, epoch);
     }
 
     /// The feature vector of a tracked host at `now`.
@@ -521,10 +702,12 @@ mod tests {
         assert_eq!(get(&v, H::InSources10s), super::Distinct::MAX);
         assert_eq!(get(&v, H::InUnanswered10s), 1.0);
         assert!(get(&v, H::InRate1s) > 1000.0, "{v:?}");
-        // Memory stays bounded: single-flow spoofed sources made room for each other.
+        // Memory stays bounded: single-flow spoofed sources never enter the table; they wait
+        // in the pending array, overwriting each other.
         let s = c.stats();
-        assert!(s.hosts <= 1000, "{s:?}");
-        assert!(s.evicted >= 4000, "{s:?}");
+        assert_eq!(s.hosts, 1, "{s:?}");
+        assert!(s.pending <= 1024, "{s:?}");
+        assert_eq!(s.pending + s.evicted, 5000, "{s:?}");
         assert!(
             c.vector(victim, T0 + 500_000).is_some(),
             "the victim is kept"
@@ -567,5 +750,73 @@ mod tests {
         let v = c.vector(guesser, T0 + 30_000_000).unwrap();
         assert!(get(&v, H::OutAuthSessions60s) > 15.0, "{v:?}");
         assert!(get(&v, H::OutSessionSizeCv60s) < 0.01, "{v:?}");
+    }
+
+    /// A host with two flows or more has the same vector whether its first flow waited in the
+    /// pending array or opened its entry at once, and the same hosts are due: starts both ways, replies (answered, refused), login sessions, a host talking to
+    /// itself, and a silence longer than `idle_us` that forgets idle hosts.
+    #[test]
+    fn pending_hosts_end_up_with_the_same_vectors() {
+        let mut pend = HostContext::new(HostConfig::default());
+        let mut all = HostContext::new(HostConfig::default());
+        all.use_pending = false;
+        let mut rng = 0x1234_5678_9abc_def0u64;
+        let mut next = |n: u64| {
+            rng = mix(rng);
+            rng % n
+        };
+        let mut t = 0i64;
+        let mut due = 0;
+        for i in 0..3000 {
+            t += next(20_000) as i64 + if i == 1500 { 400_000_000 } else { 0 };
+            let (a, b) = (ip(next(60) as u32), ip(next(60) as u32));
+            let port = [22u16, 80, 443, 3389][next(4) as usize];
+            let mut s = syn(t, a, b, port);
+            if next(5) == 0 {
+                s.tcp_flags = tf::SYN | tf::ACK;
+            }
+            let (x, y) = (pend.started(&s), all.started(&s));
+            assert_eq!(x, y);
+            due += x.iter().flatten().count();
+            if next(3) > 0 {
+                let r = FlowReply {
+                    ts_us: T0 + t + 50,
+                    opener_ip: a,
+                    responder_ip: b,
+                    responder_port: port,
+                    protocol: 6,
+                    tcp_flags: if next(4) == 0 {
+                        tf::RST
+                    } else {
+                        tf::SYN | tf::ACK
+                    },
+                };
+                pend.replied(&r);
+                all.replied(&r);
+                let mut values = [0.0; crate::features::NUM_FEATURES];
+                values[Feature::TotalBwdPackets as usize] = 3.0;
+                values[Feature::TotalLenFwdPackets as usize] = next(3000) as f64;
+                let mut f = FlowRecord::from_values(values);
+                (f.src_ip, f.dst_ip, f.dst_port, f.protocol) = (a, b, port, 6);
+                (f.start_us, f.end_us) = (T0 + t, T0 + t + 100);
+                pend.ended(&f);
+                all.ended(&f);
+            }
+        }
+        let now = T0 + t + 1_000;
+        let mut tracked = 0;
+        for n in 0..60 {
+            let Some(v) = pend.vector(ip(n), now) else {
+                continue;
+            };
+            tracked += 1;
+            let w = all.vector(ip(n), now).unwrap();
+            for (x, y) in v.iter().zip(&w) {
+                assert_eq!(x.to_bits(), y.to_bits(), "host {n}: {v:?} vs {w:?}");
+            }
+        }
+        assert!(tracked >= 30, "{tracked}");
+        assert!(due >= 10, "{due}");
+        assert!(pend.stats().expired > 0, "{:?}", pend.stats());
     }
 }
