@@ -44,6 +44,7 @@ pub struct Config {
     pub flow: FlowSection,
     pub model: ModelSection,
     pub host: HostSection,
+    pub sessions: SessionsSection,
     pub alerts: AlertsSection,
     pub logging: LoggingSection,
     pub stats: StatsSection,
@@ -126,10 +127,54 @@ pub struct HostSection {
     /// Overrides the host model's own threshold.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub threshold: Option<f64>,
+    /// The bar for an "anomalous host" alert (counts that match no named behaviour: scan,
+    /// sweep, flood, brute force). Default: the threshold + 0.05.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anomalous_threshold: Option<f64>,
     /// Cap on hosts tracked (about 150 bytes each, 1.2 KB once a host has two flows).
     pub max_hosts: usize,
     /// A host is scored once it opened or received this many flows within ~10 s.
     pub min_flows: f64,
+}
+
+/// Session rules (`src/host/sessions.rs`): thresholds on the TCP sessions of one source to one
+/// service. A threshold of 0 turns its rule off.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionsSection {
+    pub enabled: bool,
+    /// TCP ports of the login services the brute-force rules watch.
+    pub login_ports: Vec<u16>,
+    /// Brute force: sessions to one login service opened within `parallel_window_s` and all
+    /// still open.
+    pub parallel: u32,
+    pub parallel_window_s: f64,
+    /// Brute force: attempt-sized sessions (each side at most `attempt_max_bytes` of payload) to
+    /// one login service ended within `attempts_window_s`.
+    pub attempts: u32,
+    pub attempts_window_s: f64,
+    pub attempt_max_bytes: u64,
+    /// Connection exhaustion: answered connections open at once from one source to one service.
+    pub open_connections: u32,
+    /// Cap on (source, service) entries (about 300 bytes each).
+    pub max_entries: usize,
+}
+
+impl Default for SessionsSection {
+    fn default() -> Self {
+        let d = crate::host::SessionConfig::default();
+        SessionsSection {
+            enabled: true,
+            login_ports: d.login_ports.clone(),
+            parallel: d.parallel,
+            parallel_window_s: d.fresh_us as f64 / 1e6,
+            attempts: d.attempts,
+            attempts_window_s: d.window_us as f64 / 1e6,
+            attempt_max_bytes: d.attempt_max_bytes as u64,
+            open_connections: d.open,
+            max_entries: d.max_entries,
+        }
+    }
 }
 
 impl Default for HostSection {
@@ -139,6 +184,7 @@ impl Default for HostSection {
             enabled: true,
             model: None,
             threshold: None,
+            anomalous_threshold: None,
             max_hosts: d.max_hosts,
             min_flows: f64::from(d.min_flows),
         }
@@ -491,6 +537,40 @@ impl Config {
         if f.max_flows == 0 {
             p.push("flow.max_flows must be at least 1".into());
         }
+        for (i, r) in self.alerts.suppress.iter().enumerate() {
+            if let Some(d) = &r.detector
+                && !matches!(d.as_str(), "flow" | "host" | "session")
+            {
+                p.push(format!(
+                    "alerts.suppress[{i}].detector must be \"flow\", \"host\" or \"session\", got {d:?}"
+                ));
+            }
+        }
+        let ss = &self.sessions;
+        let ring = crate::host::sessions::RING as u32;
+        for (name, v) in [("parallel", ss.parallel), ("attempts", ss.attempts)] {
+            if v > ring {
+                p.push(format!(
+                    "sessions.{name} must be 0 (off) to {ring}, got {v}"
+                ));
+            }
+        }
+        for (name, v) in [
+            ("parallel_window_s", ss.parallel_window_s),
+            ("attempts_window_s", ss.attempts_window_s),
+        ] {
+            if !(v.is_finite() && (0.1..=3600.0).contains(&v)) {
+                p.push(format!(
+                    "sessions.{name} must be 0.1 to 3600 seconds, got {v}"
+                ));
+            }
+        }
+        if ss.max_entries == 0 || ss.max_entries > 100_000_000 {
+            p.push(format!(
+                "sessions.max_entries must be 1 to 100000000, got {}",
+                ss.max_entries
+            ));
+        }
         let h = &self.host;
         if h.max_hosts == 0 || h.max_hosts > 100_000_000 {
             p.push(format!(
@@ -504,12 +584,17 @@ impl Config {
                 h.min_flows
             ));
         }
-        if let Some(t) = h.threshold
-            && !(t > 0.0 && t < 1.0)
-        {
-            p.push(format!(
-                "host.threshold must be between 0 and 1 (exclusive), got {t}"
-            ));
+        for (name, t) in [
+            ("threshold", h.threshold),
+            ("anomalous_threshold", h.anomalous_threshold),
+        ] {
+            if let Some(t) = t
+                && !(t > 0.0 && t <= 1.0)
+            {
+                p.push(format!(
+                    "host.{name} must be above 0 and at most 1, got {t}"
+                ));
+            }
         }
         let w = self.alerts.aggregate_window_s;
         if !(w.is_finite() && (0.0..=86_400.0).contains(&w)) {
@@ -666,6 +751,22 @@ impl Config {
             max_hosts: self.host.max_hosts,
             min_flows: self.host.min_flows as f32,
             ..crate::host::HostConfig::default()
+        }
+    }
+
+    /// Session rule settings.
+    pub fn session_config(&self) -> crate::host::SessionConfig {
+        let s = &self.sessions;
+        crate::host::SessionConfig {
+            login_ports: s.login_ports.clone(),
+            parallel: s.parallel,
+            fresh_us: (s.parallel_window_s * 1e6).round() as i64,
+            attempts: s.attempts,
+            window_us: (s.attempts_window_s * 1e6).round() as i64,
+            attempt_max_bytes: s.attempt_max_bytes as f64,
+            open: s.open_connections,
+            max_entries: s.max_entries,
+            closes_reported: self.flow.compat != "cic2017",
         }
     }
 

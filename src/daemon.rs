@@ -99,10 +99,11 @@ impl Scorer {
                 })
                 .flatten(),
             host: if cfg.host.enabled {
-                Some(crate::host::HostDetector::load(
-                    &cfg.host_model(),
-                    cfg.host.threshold,
-                )?)
+                let mut d = crate::host::HostDetector::load(&cfg.host_model(), cfg.host.threshold)?;
+                if let Some(t) = cfg.host.anomalous_threshold {
+                    d.anomalous_threshold = t;
+                }
+                Some(d)
             } else {
                 None
             },
@@ -207,6 +208,8 @@ pub struct Counters {
     /// Host scorings, and hosts above the host detector's threshold.
     pub host_scored: AtomicU64,
     pub host_findings: AtomicU64,
+    /// Session rules that fired.
+    pub session_findings: AtomicU64,
     /// Alerts held back by aggregation, and dropped by suppress rules.
     pub folded: AtomicU64,
     pub suppressed: AtomicU64,
@@ -400,7 +403,7 @@ pub fn stats_line(
         skips.push_str(&format!(" skip_{}={n}", r.as_str()));
     }
     format!(
-        "packets={} bytes={} decoded={} kernel_dropped={} if_dropped={}{} flows_active={} flows_expired={} flows_closed={} flows_evicted={} flows_flushed={} scored={} alerts={} sink_written={written} sink_errors={errors} sink_dropped={dropped} sink_failed={failed} sink_abandoned={abandoned}",
+        "packets={} bytes={} decoded={} kernel_dropped={} if_dropped={}{} flows_active={} flows_expired={} flows_closed={} flows_evicted={} flows_flushed={} scored={} findings_flow={} findings_host={} findings_session={} alerts={} folded={} suppressed={} sink_written={written} sink_errors={errors} sink_dropped={dropped} sink_failed={failed} sink_abandoned={abandoned}",
         p.frames,
         p.bytes,
         p.decoded,
@@ -413,7 +416,12 @@ pub fn stats_line(
         f.evicted,
         f.flushed,
         c.scored.load(Ordering::Relaxed),
+        c.flow_findings.load(Ordering::Relaxed),
+        c.host_findings.load(Ordering::Relaxed),
+        c.session_findings.load(Ordering::Relaxed),
         c.alerts.load(Ordering::Relaxed),
+        c.folded.load(Ordering::Relaxed),
+        c.suppressed.load(Ordering::Relaxed),
     )
 }
 

@@ -441,11 +441,12 @@ fn reset_flow_ends_after_the_linger() {
 /// The table tells a sink when a flow starts and when its opener gets the first answer.
 #[test]
 fn starts_and_first_replies_reach_the_sink() {
-    use flowsentry::flow::{FlowReply, FlowSink, FlowStart};
+    use flowsentry::flow::{FlowClose, FlowReply, FlowSink, FlowStart};
     #[derive(Default)]
     struct Seen {
         starts: Vec<FlowStart>,
         replies: Vec<FlowReply>,
+        closes: Vec<FlowClose>,
         ended: usize,
     }
     impl FlowSink for Seen {
@@ -457,6 +458,9 @@ fn starts_and_first_replies_reach_the_sink() {
         }
         fn replied(&mut self, r: &FlowReply) {
             self.replies.push(*r);
+        }
+        fn closed(&mut self, c: &FlowClose) {
+            self.closes.push(*c);
         }
     }
     let mut t = FlowTable::new(FlowConfig::default());
@@ -478,5 +482,14 @@ fn starts_and_first_replies_reach_the_sink() {
     assert_eq!(seen.replies[0].responder_ip, IpAddr::V4(Ipv4Addr::from(S)));
     assert_eq!(seen.replies[0].opener_ip, IpAddr::V4(Ipv4Addr::from(C)));
     assert_eq!(seen.replies[0].tcp_flags, tf::RST | ACK);
+    // The reset closed the connection at once (the flow itself ends after the linger), told
+    // once, with the opener's side first.
+    assert_eq!(seen.closes.len(), 1);
+    let c = seen.closes[0];
+    assert_eq!(c.opener_ip, IpAddr::V4(Ipv4Addr::from(C)));
+    assert_eq!(c.responder_ip, IpAddr::V4(Ipv4Addr::from(S)));
+    assert_eq!(c.responder_port, 80);
+    assert_eq!((c.start_us, c.ts_us), (T0, T0 + 20));
+    assert!(c.answered);
     assert_eq!(seen.ended, 1);
 }

@@ -51,6 +51,44 @@ fn a_syn_scan_is_one_host_alert_naming_the_scanner() {
     assert!(t.starts_with("20"), "{t}");
 }
 
+/// Zeek's SSH guessing trace: 11 connections over 66 s, at most 3 in 10 s — too few for the
+/// host detector; the session rules' repeated-logins rule names the guesser and the service.
+#[test]
+fn ssh_password_guessing_is_one_session_alert() {
+    let out = Command::new(env!("CARGO_BIN_EXE_flowsentry"))
+        .arg("replay")
+        .arg(root().join("tests/data/zeek__ssh__sshguess.pcap"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let alerts: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["event_type"] == "alert")
+        .collect();
+    let session: Vec<&serde_json::Value> = alerts
+        .iter()
+        .filter(|a| a["flowsentry"]["detector"] == "session")
+        .collect();
+    assert_eq!(session.len(), 1, "{alerts:#?}");
+    let a = session[0];
+    assert_eq!(a["src_ip"], "192.168.56.1");
+    assert_eq!(a["dest_ip"], "192.168.56.103");
+    assert_eq!(a["dest_port"], 22);
+    assert_eq!(a["alert"]["signature_id"], 9_100_031);
+    let attempts = a["flowsentry"]["host"]["counts"]["attempt_sessions"]
+        .as_f64()
+        .unwrap();
+    assert!(attempts >= 5.0, "{a:#}");
+    // The stats line counts the finding.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("findings_session="), "{err}");
+}
+
 /// Benign-looking rows: a handful of flows per second to a few services, mostly answered.
 fn benign_rows(n: usize) -> Vec<[f64; NUM_HOST_FEATURES]> {
     (0..n)

@@ -21,7 +21,7 @@ pub struct SuppressRule {
     pub dest: Option<IpNet>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dest_port: Option<u16>,
-    /// "flow" or "host".
+    /// "flow", "host" or "session".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detector: Option<String>,
 }
@@ -32,7 +32,7 @@ pub struct Subject {
     pub src: Option<IpAddr>,
     pub dest: Option<IpAddr>,
     pub dest_port: Option<u16>,
-    /// "flow" or "host".
+    /// "flow", "host" or "session".
     pub detector: &'static str,
     /// The host the alert is about (the source, or a flood's destination) and what was
     /// detected (the signature): the aggregation key.

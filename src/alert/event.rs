@@ -531,6 +531,7 @@ impl Alert {
             match x.detector {
                 Detector::Flow => "flow",
                 Detector::Host => "host",
+                Detector::Session => "session",
             }
         );
         if let (Some(sc), Some(t)) = (x.score, x.threshold) {

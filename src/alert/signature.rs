@@ -24,6 +24,8 @@ pub enum Detector {
     Flow,
     /// The per-host detector (rates and counts across flows of one host).
     Host,
+    /// The session rules (sessions of one source to one service: parallel, repeated, held).
+    Session,
 }
 
 /// Every alert flowsentry can raise.
@@ -41,6 +43,10 @@ pub enum Signature {
     BruteForce,
     /// A host's behaviour scored as anomalous by the host detector.
     HostAnomaly,
+    /// Parallel or repeated small sessions from one source to one login service.
+    SessionBruteForce,
+    /// One source holding many connections open to one service (slowloris and kin).
+    SessionExhaustion,
 }
 
 /// Suricata classification descriptions used here (from its `classification.config`).
@@ -74,13 +80,15 @@ pub const SID_LAST: u32 = 9_100_099;
 
 impl Signature {
     /// Every signature, for docs and tests.
-    pub const ALL: [Signature; 6] = [
+    pub const ALL: [Signature; 8] = [
         Signature::FlowAnomaly,
         Signature::PortScan,
         Signature::HostSweep,
         Signature::Flood,
         Signature::BruteForce,
         Signature::HostAnomaly,
+        Signature::SessionBruteForce,
+        Signature::SessionExhaustion,
     ];
 
     pub const fn info(self) -> SignatureInfo {
@@ -134,6 +142,22 @@ impl Signature {
                 "bad-unknown",
                 2,
                 Detector::Host,
+            ),
+            Signature::SessionBruteForce => (
+                9_100_031,
+                "FLOWSENTRY SESSION brute force: parallel or repeated login sessions to one service",
+                INFORMATION_LEAK,
+                "attempted-recon",
+                2,
+                Detector::Session,
+            ),
+            Signature::SessionExhaustion => (
+                9_100_021,
+                "FLOWSENTRY SESSION connection exhaustion: many connections held open to one service",
+                DENIAL_OF_SERVICE,
+                "attempted-dos",
+                2,
+                Detector::Session,
             ),
         };
         SignatureInfo {

@@ -16,12 +16,16 @@ use crate::alert::event::{Explained, HostAlert, HostInfo, HostRole};
 use crate::alert::signature::Signature;
 use crate::config::Config;
 use crate::features::FlowRecord;
-use crate::flow::{FlowReply, FlowSink, FlowStart};
-use crate::host::{HostContext, HostFeature, HostFinding, HostKind, HostVector, Role};
+use crate::flow::{FlowClose, FlowReply, FlowSink, FlowStart};
+use crate::host::{
+    HostContext, HostFeature, HostFinding, HostKind, HostVector, Role, SessionFinding, SessionKind,
+    SessionRules,
+};
 
 /// The daemon's state between flows and alerts: the host context and the aggregation table.
 pub struct Detect {
     pub hosts: Option<HostContext>,
+    pub sessions: Option<SessionRules>,
     pub agg: Aggregator,
     /// Destinations under a flood alert, until when (flow time): flow alerts toward them are
     /// folded into the flood alert (a reflection flood has thousands of sources).
@@ -35,6 +39,10 @@ impl Detect {
                 .host
                 .enabled
                 .then(|| HostContext::new(cfg.host_config())),
+            sessions: cfg
+                .sessions
+                .enabled
+                .then(|| SessionRules::new(cfg.session_config())),
             agg: Aggregator::new(
                 (cfg.alerts.aggregate_window_s * 1e6).round() as i64,
                 cfg.alerts.suppress.clone(),
@@ -95,6 +103,14 @@ impl Emitter<'_> {
             self.detect.gate(alert, &subject, ts, self.c, self.d);
         }
     }
+
+    fn session(&mut self, f: Option<SessionFinding>) {
+        if let Some(f) = f {
+            self.c.session_findings.fetch_add(1, Ordering::Relaxed);
+            let (alert, subject) = session_alert(&f, self.scorer);
+            self.detect.gate(alert, &subject, f.ts_us, self.c, self.d);
+        }
+    }
 }
 
 impl FlowSink for Emitter<'_> {
@@ -102,6 +118,8 @@ impl FlowSink for Emitter<'_> {
         if let Some(h) = &mut self.detect.hosts {
             h.ended(&r);
         }
+        let f = self.detect.sessions.as_mut().and_then(|t| t.ended(&r));
+        self.session(f);
         self.batch.push(r);
         if self.batch.len() >= BATCH {
             self.scorer
@@ -129,6 +147,14 @@ impl FlowSink for Emitter<'_> {
     fn replied(&mut self, r: &FlowReply) {
         if let Some(h) = &mut self.detect.hosts {
             h.replied(r);
+        }
+        let f = self.detect.sessions.as_mut().and_then(|t| t.replied(r));
+        self.session(f);
+    }
+
+    fn closed(&mut self, c: &FlowClose) {
+        if let Some(t) = &mut self.detect.sessions {
+            t.closed(c);
         }
     }
 }
@@ -186,6 +212,51 @@ pub fn host_alert(f: &HostFinding, scorer: &Scorer) -> (Alert, Subject) {
         detector: "host",
         key_ip: f.ip,
         key_kind: 1,
+    };
+    (a, subject)
+}
+
+/// A session rule's finding as an EVE alert: the source, the service (destination address and
+/// port), and the session counts that crossed the threshold.
+pub fn session_alert(f: &SessionFinding, scorer: &Scorer) -> (Alert, Subject) {
+    let s = f.service;
+    let signature = match f.kind {
+        SessionKind::BruteForce => Signature::SessionBruteForce,
+        SessionKind::ConnectionExhaustion => Signature::SessionExhaustion,
+    };
+    let h = HostAlert {
+        signature,
+        time_us: f.ts_us,
+        src_ip: Some(s.src),
+        src_port: None,
+        dest_ip: Some(s.dst),
+        dest_port: Some(s.port),
+        proto: Some(6),
+        severity: None,
+        score: None,
+        threshold: None,
+        host: HostInfo {
+            role: HostRole::Source,
+            ip: s.src,
+            window_s: f.window_s,
+            counts: [
+                ("open_sessions", f.open),
+                ("recent_open_sessions", f.recent_open),
+                ("attempt_sessions", f.attempts),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), f64::from(v)))
+            .collect(),
+        },
+    };
+    let a = Alert::host_alert(&h, &scorer.origin);
+    let subject = Subject {
+        src: Some(s.src),
+        dest: Some(s.dst),
+        dest_port: Some(s.port),
+        detector: "session",
+        key_ip: s.src,
+        key_kind: 2 + f.kind as u32,
     };
     (a, subject)
 }

@@ -269,8 +269,38 @@ pub fn metrics_text(m: &Metrics) -> String {
     metric(
         "alerts_total",
         "counter",
-        "Flows above the threshold.",
+        "Alerts sent to the sinks (after aggregation and suppression).",
         &one(c.alerts.load(Ordering::Relaxed)),
+    );
+    let findings = [
+        ("flow", &c.flow_findings),
+        ("host", &c.host_findings),
+        ("session", &c.session_findings),
+    ]
+    .map(|(d, n)| (format!("{{detector=\"{d}\"}}"), n.load(Ordering::Relaxed)));
+    metric(
+        "findings_total",
+        "counter",
+        "Findings by detector, before aggregation.",
+        &findings,
+    );
+    metric(
+        "host_scored_total",
+        "counter",
+        "Host scorings by the host detector.",
+        &one(c.host_scored.load(Ordering::Relaxed)),
+    );
+    metric(
+        "alerts_folded_total",
+        "counter",
+        "Alerts folded into an earlier alert of the same key (aggregation window, flood).",
+        &one(c.folded.load(Ordering::Relaxed)),
+    );
+    metric(
+        "alerts_suppressed_total",
+        "counter",
+        "Alerts dropped by suppress rules.",
+        &one(c.suppressed.load(Ordering::Relaxed)),
     );
     for (name, kind, pick) in [
         ("sink_written_total", "counter", 0usize),
@@ -326,7 +356,7 @@ mod tests {
     fn predict_scores_a_json_flow() {
         let m = metrics();
         let out = predict(
-            br#"{"Flow Duration": 5006912, " Total Fwd Packets": 6, "Total Bwd packets": 5}"#,
+            br#"{"Flow Duration": 5006912, " Packet Length Max": 1460, "FIN Flag Count": 2}"#,
             &m,
         )
         .unwrap();
@@ -345,9 +375,9 @@ mod tests {
         );
         assert!(predict(b"[1,2]", &m).is_err());
         assert!(
-            predict(br#"{"Total Fwd Packet": "many"}"#, &m)
+            predict(br#"{"Packet Length Max": "many"}"#, &m)
                 .unwrap_err()
-                .contains("Total Fwd Packet")
+                .contains("Packet Length Max")
         );
     }
 

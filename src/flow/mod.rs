@@ -121,6 +121,21 @@ pub struct FlowReply {
     pub tcp_flags: u8,
 }
 
+/// A TCP connection closed (FIN both ways and the last ACK, or a reset): the flow ends when
+/// its linger has passed, but the connection is no longer held from now on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowClose {
+    /// The flow's first packet, and the packet that closed it.
+    pub start_us: i64,
+    pub ts_us: i64,
+    /// The flow's forward side (it sent the first packet).
+    pub opener_ip: std::net::IpAddr,
+    pub responder_ip: std::net::IpAddr,
+    pub responder_port: u16,
+    /// The responder has sent a packet (the flow record will count backward packets).
+    pub answered: bool,
+}
+
 /// Where the flow table hands what it sees: finished flows, and (for the host context) flow
 /// starts and first replies the moment they happen. A closure `FnMut(FlowRecord)` is a sink
 /// that ignores starts and replies.
@@ -128,6 +143,8 @@ pub trait FlowSink {
     fn ended(&mut self, r: crate::features::FlowRecord);
     fn started(&mut self, _s: &FlowStart) {}
     fn replied(&mut self, _r: &FlowReply) {}
+    /// Not called in `compat = "cic2017"`, where the first FIN or RST ends the flow at once.
+    fn closed(&mut self, _c: &FlowClose) {}
 }
 
 impl<F: FnMut(crate::features::FlowRecord)> FlowSink for F {

@@ -212,6 +212,13 @@ impl Flow {
             Flow::Full(f) => f.fin_both_ways(),
         }
     }
+    /// The backward side has sent a packet (the flow record will count backward packets).
+    pub fn answered(&self) -> bool {
+        match self {
+            Flow::Short(s) => !s.first_fwd || (s.two && !s.second_fwd),
+            Flow::Full(f) => f.bwd_packets() > 0,
+        }
+    }
     /// True if the packet comes from the side that has sent nothing yet.
     pub fn is_first_reply(&self, key: &FlowKey, p: &PacketMeta) -> bool {
         match self {

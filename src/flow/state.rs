@@ -225,6 +225,10 @@ impl FlowState {
     pub fn fin_both_ways(&self) -> bool {
         self.fwd.fin > 0 && self.bwd.fin > 0
     }
+    /// Packets from the backward side so far.
+    pub fn bwd_packets(&self) -> u64 {
+        self.bwd.len.n()
+    }
     pub fn packets(&self) -> u64 {
         self.fwd.len.n() + self.bwd.len.n()
     }

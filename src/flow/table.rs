@@ -13,9 +13,9 @@ use std::hash::BuildHasher;
 
 use hashbrown::HashTable;
 
-use super::key::FlowKey;
+use super::key::{Endpoint, FlowKey};
 use super::open::{Flow, Rules};
-use super::{Compat, FlowConfig, FlowReply, FlowSink, FlowStart, FlowStats, TcpState};
+use super::{Compat, FlowClose, FlowConfig, FlowReply, FlowSink, FlowStart, FlowStats, TcpState};
 use crate::decode::{PacketMeta, tcp_flags as tf};
 use crate::features::EndReason;
 
@@ -287,8 +287,26 @@ impl FlowTable {
         }
         let now_ready = flow.tcp() == TcpState::ReadyForTermination;
         let id = flow.id() as u32;
+        let close = (!was_ready && now_ready).then(|| {
+            let fwd = if flow.fwd_is_lo() { &key.lo } else { &key.hi };
+            let from_opener = *fwd == Endpoint::new(p.src_ip, p.src_port);
+            let (opener_ip, responder_ip, responder_port) = if from_opener {
+                (p.src_ip, p.dst_ip, p.dst_port)
+            } else {
+                (p.dst_ip, p.src_ip, p.src_port)
+            };
+            FlowClose {
+                start_us: flow.start_us(),
+                ts_us: ts,
+                opener_ip,
+                responder_ip,
+                responder_port,
+                answered: flow.answered(),
+            }
+        });
         self.stats.out_of_order += u64::from(out_of_order);
-        if !was_ready && now_ready {
+        if let Some(close) = close {
+            emit.closed(&close);
             self.lingering.push_back((
                 ts.saturating_add(self.cfg.tcp_linger_us),
                 Ticket { slot, id },
