@@ -261,6 +261,9 @@ pub struct Extension {
     /// of that key was sent (`alerts.aggregate_window_s`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub folded: Option<u64>,
+    /// The rule that raised a host alert whose score was at or below the threshold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<&'static str>,
 }
 
 /// A scored flow's verdict, as the scorer hands it over.
@@ -409,6 +412,7 @@ impl Alert {
             host: None,
             features: None,
             folded: None,
+            rule: None,
         };
         let mut a = Alert::for_flow(r, "alert", ext, origin);
         a.alert = Some(AlertInfo::new(
@@ -432,6 +436,7 @@ impl Alert {
             host: None,
             features: Some(FeatureValues(Box::new(r.values))),
             folded: None,
+            rule: None,
         };
         let mut a = Alert::for_flow(r, "flow", ext, origin);
         a.flow = Some(EveFlow::new(r, alerted));
@@ -467,6 +472,7 @@ impl Alert {
                 host: Some(h.host.clone()),
                 features: None,
                 folded: None,
+                rule: None,
             },
         }
     }

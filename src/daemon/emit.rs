@@ -194,6 +194,9 @@ pub fn host_alert(f: &HostFinding, scorer: &Scorer) -> (Alert, Subject) {
     };
     let mut a = Alert::host_alert(&h, &scorer.origin);
     a.flowsentry.model = scorer.host_model_name.clone();
+    if f.by_rule {
+        a.flowsentry.rule = Some("out_flows_per_s_1s >= 100 and out_unanswered_ratio_10s >= 0.9");
+    }
     a.flowsentry.explanation = f
         .top
         .iter()
