@@ -70,6 +70,9 @@ pub struct CaptureSection {
     #[serde(default = "d_true")]
     pub immediate_mode: bool,
     pub timeout_ms: u32,
+    /// Flow tables on as many threads, packets spread by a symmetric flow hash
+    /// ([`crate::shard`]; `replay` at `--speed max`).
+    pub workers: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -343,6 +346,7 @@ impl Default for CaptureSection {
             buffer_size_mb: 64,
             immediate_mode: true,
             timeout_ms: 250,
+            workers: 1,
         }
     }
 }
@@ -628,6 +632,13 @@ impl Config {
             p.push(format!(
                 "capture.buffer_size_mb must be 1..=2048, got {}",
                 c.buffer_size_mb
+            ));
+        }
+        if !(1..=crate::shard::MAX_WORKERS).contains(&c.workers) {
+            p.push(format!(
+                "capture.workers must be 1..={}, got {}",
+                crate::shard::MAX_WORKERS,
+                c.workers
             ));
         }
         if c.timeout_ms == 0 || c.timeout_ms > 10_000 {

@@ -297,6 +297,7 @@ pub struct Metrics {
 pub mod emit;
 pub mod http;
 pub mod preflight;
+mod workers;
 
 /// How fast `replay` feeds packets.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -443,6 +444,9 @@ pub fn replay(
     let scorer = Scorer::new(cfg, &format!("replay:{}", path.display()))?;
     let mut src = FileSource::open(path)?;
     let dispatcher = Dispatcher::new(build_sinks(cfg)?, cfg.alerts.queue_size);
+    if cfg.capture.workers > 1 && speed == Speed::Max {
+        return workers::replay(cfg, scorer, src, dispatcher, control);
+    }
     let counters = Counters::default();
     let mut pipe = Pipeline::new(cfg.flow_config());
     let started = Instant::now();

@@ -17,6 +17,7 @@
 //! - [`alert`]: alert sinks (JSON lines, syslog, stdout).
 //! - [`config`]: the daemon's TOML configuration.
 //! - [`daemon`]: wiring for `run` and `replay`.
+//! - [`shard`]: N flow tables on N threads, packets spread by a symmetric flow hash.
 
 pub mod alert;
 pub mod capture;
@@ -30,3 +31,4 @@ pub mod forest;
 pub mod host;
 pub mod pipeline;
 pub mod readfile;
+pub mod shard;

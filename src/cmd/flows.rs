@@ -9,8 +9,14 @@ use std::time::Instant;
 use anyhow::Context;
 use flowsentry::features::ColumnSet;
 use flowsentry::features::csv_out::CsvWriter;
-use flowsentry::flow::{Compat, FlowConfig};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use flowsentry::capture::FileSource;
+use flowsentry::features::FlowRecord;
+use flowsentry::flow::{Compat, FlowConfig, FlowSink};
 use flowsentry::pipeline::{self, FileSummary};
+use flowsentry::shard;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default)]
 pub enum Columns {
@@ -78,6 +84,10 @@ pub struct Args {
     /// packets/s, flows/s and peak RSS.
     #[arg(long, value_name = "RUNS", num_args = 0..=1, default_missing_value = "5")]
     pub bench: Option<u32>,
+    /// Worker threads, each with its own flow table; packets are spread by a symmetric flow
+    /// hash (the same flows as one worker, rows in another order; `--max-flows` is shared out).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub workers: u16,
 }
 
 /// Converts seconds to µs, refusing nonsense.
@@ -124,7 +134,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         Some(_) => None,
         None => a.output.as_deref().map(TempOutput::new).transpose()?,
     };
-    let out: Box<dyn Write> = match (&temp, special) {
+    let out: Box<dyn Write + Send> = match (&temp, special) {
         (Some(t), _) => Box::new(
             t.file
                 .try_clone()
@@ -136,7 +146,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 .open(p)
                 .with_context(|| format!("cannot open {}", p.display()))?,
         ),
-        (None, None) => Box::new(io::stdout().lock()),
+        (None, None) => Box::new(io::stdout()),
     };
     let mut w = CsvWriter::with_community_id(
         BufWriter::with_capacity(1 << 16, out),
@@ -147,30 +157,36 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let bar = progress_bar();
     let started = Instant::now();
     let mut write_err: Option<io::Error> = None;
-    let summary = pipeline::run_file(
-        &a.capture,
-        cfg,
-        &mut |pos, len| {
-            if let Some(b) = &bar {
-                b.set_length(len);
-                b.set_position(pos);
-            }
-        },
-        &mut |r| {
+    let mut progress = |pos, len| {
+        if let Some(b) = &bar {
+            b.set_length(len);
+            b.set_position(pos);
+        }
+    };
+    let (summary, rows, w) = if a.workers > 1 {
+        let (summary, rows, out) = sharded(&a, cfg, w.finish()?, &mut progress)?;
+        write_err = summary.1;
+        (
+            summary.0,
+            rows,
+            CsvWriter::rows_only(out, column_set(a.columns), None, None),
+        )
+    } else {
+        let summary = pipeline::run_file(&a.capture, cfg, &mut progress, &mut |r| {
             if write_err.is_none()
                 && let Err(e) = w.write(&r)
             {
                 write_err = Some(e);
             }
-        },
-    )?;
+        })?;
+        (summary, w.rows(), w)
+    };
     if let Some(b) = bar {
         b.finish_and_clear();
     }
     if let Some(e) = write_err {
         return Err(e).context("writing the CSV");
     }
-    let rows = w.rows();
     w.finish().context("writing the CSV")?;
     if let Some(t) = temp.take() {
         t.commit()?;
@@ -184,6 +200,99 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(2));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Bytes a worker gathers before it appends them to the output.
+const WORKER_CHUNK_BYTES: usize = 1 << 18;
+
+/// The output the workers append to, and its first write error.
+type SharedOut = Mutex<(BufWriter<Box<dyn Write + Send>>, Option<io::Error>)>;
+
+/// One worker's rows: formatted into its own buffer, appended to the shared output in whole
+/// rows.
+struct RowShard<'a> {
+    w: CsvWriter<Vec<u8>>,
+    out: &'a SharedOut,
+}
+
+impl RowShard<'_> {
+    fn drain(&mut self) {
+        let buf = self.w.inner_mut();
+        if let Ok(mut o) = self.out.lock() {
+            let (out, err) = &mut *o;
+            if err.is_none()
+                && let Err(e) = out.write_all(buf)
+            {
+                *err = Some(e);
+            }
+        }
+        buf.clear();
+    }
+}
+
+impl shard::ShardSink for RowShard<'_> {}
+
+impl FlowSink for RowShard<'_> {
+    fn ended(&mut self, r: FlowRecord) {
+        // Into a Vec: cannot fail.
+        let _ = self.w.write(&r);
+        if self.w.inner_mut().len() >= WORKER_CHUNK_BYTES {
+            self.drain();
+        }
+    }
+}
+
+/// `flows --workers N`: the capture through N flow tables on N threads ([`shard`]); the header
+/// is already in `out`. Returns the summary and the first write error, the rows written and
+/// the output.
+#[allow(clippy::type_complexity)]
+fn sharded(
+    a: &Args,
+    cfg: FlowConfig,
+    out: BufWriter<Box<dyn Write + Send>>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> anyhow::Result<(
+    (FileSummary, Option<io::Error>),
+    u64,
+    BufWriter<Box<dyn Write + Send>>,
+)> {
+    let mut src = FileSource::open(&a.capture)?;
+    let shared: SharedOut = Mutex::new((out, None));
+    let rows = AtomicU64::new(0);
+    let set = column_set(a.columns);
+    let label = a.label.as_deref();
+    let seed = a.community_id.then_some(a.community_id_seed);
+    let make = |_| RowShard {
+        w: CsvWriter::rows_only(
+            Vec::with_capacity(WORKER_CHUNK_BYTES + 4096),
+            set,
+            label,
+            seed,
+        ),
+        out: &shared,
+    };
+    let end = |mut s: RowShard<'_>| {
+        s.drain();
+        rows.fetch_add(s.w.rows(), Ordering::Relaxed);
+    };
+    let s = shard::run(
+        &mut src,
+        cfg,
+        usize::from(a.workers),
+        None,
+        &make,
+        &end,
+        progress,
+    );
+    let (out, err) = shared
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("a worker failed while writing"))?;
+    let summary = FileSummary {
+        counters: s.counters,
+        flows: s.flows,
+        damaged: s.damaged,
+    };
+    Ok(((summary, err), rows.into_inner(), out))
 }
 
 /// `FILE` being written as `.FILE.PID.tmp` in the same folder; removed unless committed.

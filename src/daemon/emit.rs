@@ -113,13 +113,28 @@ impl Emitter<'_> {
     }
 }
 
+impl Emitter<'_> {
+    /// A finished flow, as the host context and the session rules see it (no scoring). With
+    /// workers ([`super::workers`]) only flows [`context_reads`] reaches them.
+    pub fn context_ended(&mut self, r: &FlowRecord) {
+        if let Some(h) = &mut self.detect.hosts {
+            h.ended(r);
+        }
+        let f = self.detect.sessions.as_mut().and_then(|t| t.ended(r));
+        self.session(f);
+    }
+}
+
+/// Whether [`Emitter::context_ended`] can do anything with a finished flow: the host context
+/// and the session rules read answered TCP flows only. Keep in step with `HostContext::ended`
+/// and `SessionTable::ended`.
+pub fn context_reads(r: &FlowRecord) -> bool {
+    r.protocol == 6 && r.get(crate::features::Feature::TotalBwdPackets) > 0.0
+}
+
 impl FlowSink for Emitter<'_> {
     fn ended(&mut self, r: FlowRecord) {
-        if let Some(h) = &mut self.detect.hosts {
-            h.ended(&r);
-        }
-        let f = self.detect.sessions.as_mut().and_then(|t| t.ended(&r));
-        self.session(f);
+        self.context_ended(&r);
         self.batch.push(r);
         if self.batch.len() >= BATCH {
             self.scorer

@@ -65,24 +65,36 @@ impl<W: Write> CsvWriter<W> {
 
     /// Like [`CsvWriter::new`]; with a seed, a last column `Community ID` (v1, that seed).
     pub fn with_community_id(
-        mut out: W,
+        out: W,
         set: ColumnSet,
         label: Option<&str>,
         community_id: Option<u16>,
     ) -> io::Result<Self> {
-        let columns = set.columns(label.is_some());
-        let label = label.map(quote);
-        for (i, c) in columns.iter().enumerate() {
+        let mut w = Self::rows_only(out, set, label, community_id);
+        for (i, c) in w.columns.iter().enumerate() {
             if i > 0 {
-                out.write_all(b",")?;
+                w.out.write_all(b",")?;
             }
-            out.write_all(set.name(*c).as_bytes())?;
+            w.out.write_all(set.name(*c).as_bytes())?;
         }
         if community_id.is_some() {
-            out.write_all(b",Community ID")?;
+            w.out.write_all(b",Community ID")?;
         }
-        out.write_all(b"\n")?;
-        Ok(CsvWriter {
+        w.out.write_all(b"\n")?;
+        Ok(w)
+    }
+
+    /// Like [`CsvWriter::with_community_id`] without the header: rows to append to a file
+    /// whose header another writer wrote (a worker's share of `flows --workers`).
+    pub fn rows_only(
+        out: W,
+        set: ColumnSet,
+        label: Option<&str>,
+        community_id: Option<u16>,
+    ) -> Self {
+        let columns = set.columns(label.is_some());
+        let label = label.map(quote);
+        CsvWriter {
             out,
             set,
             columns,
@@ -91,7 +103,7 @@ impl<W: Write> CsvWriter<W> {
             rows: 0,
             buf: Vec::with_capacity(1024),
             stamp: StampCache::default(),
-        })
+        }
     }
 
     /// Writes one row. The row is built in a reused buffer with integer (`itoa`) and float
@@ -143,6 +155,11 @@ impl<W: Write> CsvWriter<W> {
     /// The layout being written.
     pub fn column_set(&self) -> ColumnSet {
         self.set
+    }
+
+    /// The inner writer (a worker empties its buffer through it).
+    pub fn inner_mut(&mut self) -> &mut W {
+        &mut self.out
     }
 
     /// Flushes and returns the inner writer.

@@ -1,6 +1,5 @@
 //! The direction-independent flow key: both directions of a conversation map to the same key.
 
-use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 
 use crate::decode::PacketMeta;
@@ -57,28 +56,53 @@ impl FlowKey {
     }
 
     /// A hash that is the same for both directions and stable across runs, for spreading
-    /// packets over worker threads (each worker owning one table).
+    /// packets over worker threads (each worker owning one table). Not used for the table
+    /// itself (that one is randomly seeded, so crafted traffic cannot collide it).
     pub fn symmetric_hash(&self) -> u64 {
-        // FNV-1a over the sorted key: cheap and deterministic; not used for the table itself
-        // (the table uses a randomly keyed SipHash, so crafted traffic cannot collide it).
-        let mut h = FnvHasher(0xcbf2_9ce4_8422_2325);
-        self.hash(&mut h);
-        h.finish()
+        sym(
+            endpoint_hash(u128::from_be_bytes(self.lo.ip), self.lo.port)
+                .wrapping_add(endpoint_hash(u128::from_be_bytes(self.hi.ip), self.hi.port)),
+            self.protocol,
+        )
+    }
+
+    /// `FlowKey::of(p).0.symmetric_hash()`, without building the key (the reader of the
+    /// workers computes it for every packet).
+    pub fn symmetric_hash_of(p: &PacketMeta) -> u64 {
+        sym(
+            endpoint_hash(ip_bits(p.src_ip), p.src_port)
+                .wrapping_add(endpoint_hash(ip_bits(p.dst_ip), p.dst_port)),
+            p.protocol,
+        )
     }
 }
 
-struct FnvHasher(u64);
+/// An address as the 128 bits of its [`Endpoint`] form (IPv4 mapped into IPv6).
+fn ip_bits(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => (0xffff_u128 << 32) | u128::from(u32::from(v4)),
+        IpAddr::V6(v6) => u128::from(v6),
+    }
+}
 
-impl Hasher for FnvHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
+/// One endpoint's share of the symmetric hash; the two shares are added, which does not care
+/// which endpoint is which.
+fn endpoint_hash(ip: u128, port: u16) -> u64 {
+    let x = (ip >> 64) as u64;
+    let y = ip as u64 ^ (u64::from(port) << 48);
+    mix(mix(x) ^ y)
+}
+
+fn sym(sum: u64, protocol: u8) -> u64 {
+    mix(sum ^ u64::from(protocol))
+}
+
+/// splitmix64's finaliser.
+fn mix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 #[cfg(test)]
@@ -114,6 +138,18 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a_lo, b_lo);
         assert_eq!(a.symmetric_hash(), b.symmetric_hash());
+        let m = meta([10, 0, 0, 2], 80, [10, 0, 0, 1], 40000);
+        assert_eq!(FlowKey::symmetric_hash_of(&m), a.symmetric_hash());
+        let m6 = PacketMeta {
+            src_ip: "2001:db8::1".parse().unwrap(),
+            dst_ip: "2001:db8::2".parse().unwrap(),
+            ..m
+        };
+        assert_eq!(
+            FlowKey::symmetric_hash_of(&m6),
+            FlowKey::of(&m6).0.symmetric_hash()
+        );
+        assert_ne!(FlowKey::symmetric_hash_of(&m6), a.symmetric_hash());
         let (c, _) = FlowKey::of(&meta([10, 0, 0, 1], 40001, [10, 0, 0, 2], 80));
         assert_ne!(a, c);
     }

@@ -8,7 +8,8 @@
 //! seeded foldhash so crafted traffic cannot aim at one bucket), and queued for expiry by slot
 //! and generation (16 bytes). About 150 bytes per open short flow in all.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::BuildHasher;
 
 use hashbrown::HashTable;
@@ -37,7 +38,7 @@ struct Continuation {
 /// has ended (the slot empty or reused) is stale and skipped. Ids are unique per table and a
 /// ticket leaves its queue by its deadline (at most a flow timeout later), so a reused slot
 /// cannot carry the same low 32 bits while the ticket waits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Ticket {
     slot: u32,
     id: u32,
@@ -61,8 +62,10 @@ pub struct FlowTable {
     hasher: hashbrown::DefaultHashBuilder,
     /// (deadline = start + flow timeout, flow) in creation order.
     expiry: VecDeque<(i64, Ticket)>,
-    /// (deadline = close + linger, flow) of closed TCP flows, in closing order.
-    lingering: VecDeque<(i64, Ticket)>,
+    /// (deadline = last packet + linger, flow) of closed TCP flows, earliest first: a flow
+    /// ends at the first sweep after its own deadline, whatever other flows the table holds
+    /// (so N tables end the same flows as one).
+    lingering: BinaryHeap<Reverse<(i64, Ticket)>>,
     continuations: HashMap<FlowKey, Continuation>,
     continuation_order: VecDeque<(i64, FlowKey)>,
     next_id: u64,
@@ -78,7 +81,7 @@ impl FlowTable {
             index: HashTable::new(),
             hasher: hashbrown::DefaultHashBuilder::default(),
             expiry: VecDeque::new(),
-            lingering: VecDeque::new(),
+            lingering: BinaryHeap::new(),
             continuations: HashMap::new(),
             continuation_order: VecDeque::new(),
             next_id: 0,
@@ -307,10 +310,10 @@ impl FlowTable {
         self.stats.out_of_order += u64::from(out_of_order);
         if let Some(close) = close {
             emit.closed(&close);
-            self.lingering.push_back((
+            self.lingering.push(Reverse((
                 ts.saturating_add(self.cfg.tcp_linger_us),
                 Ticket { slot, id },
-            ));
+            )));
         }
     }
 
@@ -353,12 +356,11 @@ impl FlowTable {
     /// packet restarts the linger.
     fn end_lingering(&mut self, now_us: i64, emit: &mut impl FlowSink) {
         let linger = self.cfg.tcp_linger_us;
-        let mut requeued = 0usize;
-        while let Some(&(deadline, t)) = self.lingering.front() {
-            if now_us <= deadline || requeued > self.lingering.len() {
+        while let Some(&Reverse((deadline, t))) = self.lingering.peek() {
+            if now_us <= deadline {
                 break;
             }
-            self.lingering.pop_front();
+            self.lingering.pop();
             let Some(s) = self.ticket_flow(t) else {
                 continue;
             };
@@ -367,8 +369,8 @@ impl FlowTable {
             }
             let due = s.flow.last_us().saturating_add(linger);
             if now_us <= due {
-                self.lingering.push_back((due, t));
-                requeued += 1;
+                // A late packet came: wait for the linger after it.
+                self.lingering.push(Reverse((due, t)));
                 continue;
             }
             if let Some(old) = self.take(t.slot) {

@@ -1,0 +1,301 @@
+//! `replay` with `capture.workers` = N > 1: the capture through N flow tables on N threads
+//! ([`crate::shard`]), each worker scoring its own finished flows (its own score cache, the
+//! shared model) and sending flow events straight to the sinks. What needs every flow of a
+//! host stays on one thread: the host context, the host detector and alert aggregation
+//! ([`emit::Detect`]) run on a host thread fed by messages — flow starts, first replies,
+//! finished login-service sessions, and flow alerts (to aggregate) — in batches over bounded
+//! channels. Each event carries the number of the packet that caused it, and the host thread
+//! merges the workers' streams back into capture order (a worker's batch also says how far it
+//! got, so nobody waits for a worker with little traffic): the host context sees flow starts
+//! and replies in the order one worker produces them, so host findings are the same. Flow
+//! alerts reach aggregation when their worker scores its batch of 64, not when one table's
+//! batch fills: which alert of a folded group is sent can differ; the flows and their scores
+//! are the same.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::time::Instant;
+
+use super::emit::{self, Detect};
+use super::{BATCH, Control, Counters, DaemonError, Scorer, Summary, stats_line};
+use crate::alert::Alert;
+use crate::alert::aggregate::Subject;
+use crate::alert::dispatch::Dispatcher;
+use crate::capture::FileSource;
+use crate::config::Config;
+use crate::features::FlowRecord;
+use crate::flow::{FlowClose, FlowReply, FlowSink, FlowStart};
+
+/// Messages a worker sends the host thread per batch.
+const HOST_BATCH: usize = 256;
+/// Batches queued toward the host thread before a worker waits.
+const HOST_QUEUE_BATCHES: usize = 64;
+
+/// What the host thread gets from the workers.
+enum HostMsg {
+    Start(FlowStart),
+    Reply(FlowReply),
+    /// A finished flow the host context or the session rules read ([`emit::context_reads`]).
+    End(Box<FlowRecord>),
+    Closed(FlowClose),
+    /// A flow alert, to pass aggregation: (alert, what it is about, flow time).
+    Alert(Box<Alert>, Subject, i64),
+}
+
+/// What a worker's scorer copies of the daemon's: the same model, threshold and output; each
+/// worker adds its own score cache, and no host detector (that runs on the host thread).
+struct ScorerParts {
+    model: std::sync::Arc<crate::forest::Model>,
+    threshold: f64,
+    top_features: usize,
+    flow_events: bool,
+    origin: crate::alert::Origin,
+    host_model_name: Option<String>,
+}
+
+impl ScorerParts {
+    fn of(s: &Scorer) -> ScorerParts {
+        ScorerParts {
+            model: s.model.clone(),
+            threshold: s.threshold,
+            top_features: s.top_features,
+            flow_events: s.flow_events,
+            origin: s.origin.clone(),
+            host_model_name: s.host_model_name.clone(),
+        }
+    }
+
+    fn scorer(&self) -> Scorer {
+        Scorer {
+            model: self.model.clone(),
+            cache: std::cell::RefCell::new(self.model.score_cache()),
+            threshold: self.threshold,
+            top_features: self.top_features,
+            flow_events: self.flow_events,
+            origin: self.origin.clone(),
+            host: None,
+            host_model_name: self.host_model_name.clone(),
+        }
+    }
+}
+
+/// A batch of one worker's events, each with its packet number, and the packet number up to
+/// which that worker has sent everything.
+struct HostBatch {
+    worker: usize,
+    events: Vec<(u64, HostMsg)>,
+    done_to: u64,
+}
+
+/// A worker's flow sink.
+struct WorkerSink<'a> {
+    worker: usize,
+    /// Number of the packet being handled.
+    seq: u64,
+    scorer: Scorer,
+    batch: Vec<FlowRecord>,
+    out: Vec<(u64, HostMsg)>,
+    tx: SyncSender<HostBatch>,
+    hosts: bool,
+    c: &'a Counters,
+    d: &'a Dispatcher,
+}
+
+impl WorkerSink<'_> {
+    fn push(&mut self, m: HostMsg) {
+        self.out.push((self.seq, m));
+        if self.out.len() >= HOST_BATCH {
+            self.send(self.seq.saturating_sub(1));
+        }
+    }
+
+    /// Sends the buffered events, and that everything up to packet `done_to` is sent.
+    fn send(&mut self, done_to: u64) {
+        let events = std::mem::replace(&mut self.out, Vec::with_capacity(HOST_BATCH));
+        // The host thread ends only after every worker: a send cannot fail but by a panic
+        // there, which its join reports.
+        let _ = self.tx.send(HostBatch {
+            worker: self.worker,
+            events,
+            done_to,
+        });
+    }
+
+    /// Scores the waiting flows: events to the sinks, alerts to the host thread.
+    fn score(&mut self) {
+        let batch = std::mem::take(&mut self.batch);
+        let mut scores = [0.0; BATCH];
+        let mut alerts = Vec::new();
+        for chunk in batch.chunks(BATCH) {
+            let scores = &mut scores[..chunk.len()];
+            match self.scorer.cache.try_borrow_mut() {
+                Ok(mut cache) => self
+                    .scorer
+                    .model
+                    .score_many_cached(chunk, scores, &mut cache),
+                Err(_) => self.scorer.model.score_many(chunk, scores),
+            }
+            for (r, s) in chunk.iter().zip(scores.iter()) {
+                self.scorer.judge(r, *s, self.c, &mut |a| {
+                    if a.is_alert() {
+                        alerts.push(HostMsg::Alert(Box::new(a), emit::flow_subject(r), r.end_us));
+                    } else {
+                        self.d.send(a);
+                    }
+                });
+            }
+        }
+        for a in alerts {
+            self.push(a);
+        }
+        self.batch = batch;
+        self.batch.clear();
+    }
+}
+
+impl crate::shard::ShardSink for WorkerSink<'_> {
+    fn seq(&mut self, seq: u64) {
+        self.seq = seq;
+    }
+    fn done_to(&mut self, seq: u64) {
+        self.send(seq);
+    }
+}
+
+impl FlowSink for WorkerSink<'_> {
+    fn ended(&mut self, r: FlowRecord) {
+        if self.hosts && emit::context_reads(&r) {
+            self.push(HostMsg::End(Box::new(r.clone())));
+        }
+        self.batch.push(r);
+        if self.batch.len() >= BATCH {
+            self.score();
+        }
+    }
+    fn started(&mut self, s: &FlowStart) {
+        if self.hosts {
+            self.push(HostMsg::Start(*s));
+        }
+    }
+    fn replied(&mut self, r: &FlowReply) {
+        if self.hosts {
+            self.push(HostMsg::Reply(*r));
+        }
+    }
+    fn closed(&mut self, c: &FlowClose) {
+        if self.hosts {
+            self.push(HostMsg::Closed(*c));
+        }
+    }
+}
+
+/// `flowsentry replay` at `--speed max` with `capture.workers` > 1.
+pub fn replay(
+    cfg: &Config,
+    scorer: Scorer,
+    mut src: FileSource,
+    dispatcher: Dispatcher,
+    control: &Control,
+) -> Result<Summary, DaemonError> {
+    let counters = Counters::default();
+    let started = Instant::now();
+    let hosts = cfg.host.enabled || cfg.sessions.enabled;
+    let (tx, rx) = sync_channel::<HostBatch>(HOST_QUEUE_BATCHES);
+    let (c, d) = (&counters, &dispatcher);
+    let parts = ScorerParts::of(&scorer);
+    let n = cfg.capture.workers.clamp(1, crate::shard::MAX_WORKERS);
+    let s = std::thread::scope(|scope| {
+        let host_thread = std::thread::Builder::new()
+            .name("flowsentry-hosts".into())
+            .spawn_scoped(scope, move || {
+                let mut detect = Detect::new(cfg);
+                let mut none = Vec::new();
+                let mut e = scorer.emitter(&mut none, &mut detect, c, d);
+                let mut queues: Vec<VecDeque<(u64, HostMsg)>> =
+                    (0..n).map(|_| VecDeque::new()).collect();
+                let mut marks = vec![0u64; n];
+                for b in rx {
+                    if let (Some(q), Some(m)) = (queues.get_mut(b.worker), marks.get_mut(b.worker))
+                    {
+                        q.extend(b.events);
+                        *m = (*m).max(b.done_to);
+                    }
+                    // Merge: the earliest event (lowest worker on a tie), once every worker
+                    // with nothing queued is known to have nothing before it.
+                    while let Some((i, s)) = queues
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, q)| q.front().map(|(s, _)| (i, *s)))
+                        .min_by_key(|&(i, s)| (s, i))
+                    {
+                        let waiting = queues
+                            .iter()
+                            .zip(&marks)
+                            .any(|(q, m)| q.is_empty() && *m < s);
+                        if waiting {
+                            break;
+                        }
+                        let Some((_, m)) = queues.get_mut(i).and_then(VecDeque::pop_front) else {
+                            break;
+                        };
+                        match m {
+                            HostMsg::Start(s) => e.started(&s),
+                            HostMsg::Reply(r) => e.replied(&r),
+                            HostMsg::End(r) => e.context_ended(&r),
+                            HostMsg::Closed(x) => e.closed(&x),
+                            HostMsg::Alert(a, subject, ts) => e.detect.gate(*a, &subject, ts, c, d),
+                        }
+                    }
+                }
+            })
+            .map_err(|e| DaemonError::Other(format!("cannot start the host thread: {e}")))?;
+        let make = |worker| WorkerSink {
+            worker,
+            seq: 0,
+            scorer: parts.scorer(),
+            batch: Vec::with_capacity(BATCH),
+            out: Vec::with_capacity(HOST_BATCH),
+            tx: tx.clone(),
+            hosts,
+            c,
+            d,
+        };
+        let end = |mut w: WorkerSink<'_>| {
+            w.score();
+            w.send(u64::MAX);
+        };
+        let s = crate::shard::run(
+            &mut src,
+            cfg.flow_config(),
+            cfg.capture.workers,
+            Some(&control.stop),
+            &make,
+            &end,
+            &mut |_, _| {},
+        );
+        drop(tx);
+        if let Err(p) = host_thread.join() {
+            std::panic::resume_unwind(p);
+        }
+        Ok::<_, DaemonError>(s)
+    })?;
+    dispatcher.shutdown(cfg.alerts.shutdown_timeout());
+    tracing::info!(
+        "{}",
+        stats_line(&s.counters, &s.flows, &counters, &dispatcher)
+    );
+    let (sink_dropped, sink_failed, _, sink_abandoned) = super::sink_totals(&dispatcher);
+    Ok(Summary {
+        packets: s.counters,
+        flows: s.flows,
+        scored: counters.scored.load(Ordering::Relaxed),
+        alerts: counters.alerts.load(Ordering::Relaxed),
+        sink_dropped,
+        sink_failed,
+        sink_abandoned,
+        damaged: s.damaged,
+        interrupted: s.interrupted,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}

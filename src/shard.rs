@@ -1,0 +1,222 @@
+//! Workers for capture files (`capture.workers`, `flows --workers`): the calling thread reads
+//! and decodes frames and hands each packet to one of N worker threads by the flow key's
+//! symmetric hash ([`FlowKey::symmetric_hash`]: both directions of a flow reach the same
+//! worker); each worker owns a [`FlowTable`] and a sink of its own, made on its thread.
+//!
+//! The flows are the ones a single table finds, as a set: a flow's packets reach one table in
+//! capture order, and the sweeps that expire flows (every [`SWEEP_INTERVAL_US`] of packet
+//! time) are sent to every worker at the packet where a single pipeline runs them, so timeouts,
+//! TCP linger and continuations fall at the same packets. Only the cap differs: each table
+//! holds `max_flows / N`, and evicts its own oldest flow (the test
+//! `tests/workers.rs` compares the flow sets of 1 and 2 workers on real captures).
+//!
+//! Packets travel in batches of [`BATCH_PACKETS`] over bounded channels (the reader waits
+//! when a worker falls behind: nothing is dropped).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+
+use crate::capture::{CaptureError, FileSource, Next};
+use crate::decode::{self, PacketMeta};
+use crate::flow::{FlowConfig, FlowKey, FlowSink, FlowStats, FlowTable};
+use crate::pipeline::{PacketCounters, SWEEP_INTERVAL_US};
+
+/// Packets per batch handed to a worker.
+pub const BATCH_PACKETS: usize = 512;
+/// Batches queued per worker before the reader waits.
+const QUEUE_BATCHES: usize = 16;
+/// Most workers (`capture.workers`, `--workers`).
+pub const MAX_WORKERS: usize = 64;
+
+/// What a worker gets, in capture order, with the decoded packet's number in the capture.
+#[derive(Clone, Copy, Debug)]
+enum Item {
+    Packet(u64, PacketMeta),
+    /// Sweep the table at this flow time (before packet `seq`).
+    Sweep(u64, i64),
+    /// Every packet up to `seq` for this worker came before.
+    Upto(u64),
+}
+
+/// A worker's sink. What it emits can be put back in capture order across workers: each
+/// event belongs to the packet announced by [`ShardSink::seq`] (decoded packets numbered from
+/// 1; the flush at the end of input is `u64::MAX`), and [`ShardSink::done_to`] says that no
+/// event of a packet up to that number will follow (after each batch).
+pub trait ShardSink: FlowSink {
+    fn seq(&mut self, _seq: u64) {}
+    fn done_to(&mut self, _seq: u64) {}
+}
+
+/// The outcome of a sharded read.
+#[derive(Debug, Default)]
+pub struct ShardSummary {
+    pub counters: PacketCounters,
+    /// Summed over the workers' tables.
+    pub flows: FlowStats,
+    /// Set when the file was damaged part way: every flow read before the damage was emitted.
+    pub damaged: Option<CaptureError>,
+    /// `stop` was set before the end of the file.
+    pub interrupted: bool,
+}
+
+/// Adds the counters of one table to a total.
+fn add_stats(t: &mut FlowStats, s: &FlowStats) {
+    t.active += s.active;
+    t.created += s.created;
+    t.expired += s.expired;
+    t.closed_tcp += s.closed_tcp;
+    t.evicted += s.evicted;
+    t.flushed += s.flushed;
+    t.icmp_splits += s.icmp_splits;
+    t.out_of_order += s.out_of_order;
+    t.dropped_single += s.dropped_single;
+}
+
+/// One worker: its table fed from `rx` until the reader hangs up, then flushed.
+fn work<S: ShardSink>(
+    cfg: FlowConfig,
+    rx: Receiver<Vec<Item>>,
+    mut sink: S,
+    end: &(dyn Fn(S) + Sync),
+) -> FlowStats {
+    let mut table = FlowTable::new(cfg);
+    for batch in rx {
+        let mut last = 0;
+        for item in &batch {
+            match item {
+                Item::Packet(seq, p) => {
+                    sink.seq(*seq);
+                    last = *seq;
+                    table.push(p, &mut sink);
+                }
+                Item::Sweep(seq, t) => {
+                    sink.seq(*seq);
+                    last = *seq;
+                    table.advance(*t, &mut sink);
+                }
+                Item::Upto(seq) => last = *seq,
+            }
+        }
+        sink.done_to(last);
+    }
+    sink.seq(u64::MAX);
+    table.flush(&mut sink);
+    let stats = table.stats();
+    end(sink);
+    stats
+}
+
+/// Reads `src` to its end (or `stop`) through `workers` flow tables on as many threads.
+/// `make(i)` builds worker `i`'s sink on that worker's thread; `end(sink)` runs there after its
+/// table is flushed (score what is left, send what is buffered). `progress` gets (bytes read,
+/// file length) now and then.
+pub fn run<S: ShardSink>(
+    src: &mut FileSource,
+    cfg: FlowConfig,
+    workers: usize,
+    stop: Option<&AtomicBool>,
+    make: &(dyn Fn(usize) -> S + Sync),
+    end: &(dyn Fn(S) + Sync),
+    progress: &mut dyn FnMut(u64, u64),
+) -> ShardSummary {
+    let n = workers.clamp(1, MAX_WORKERS);
+    let cfg = FlowConfig {
+        max_flows: (cfg.max_flows / n).max(1),
+        ..cfg
+    };
+    let mut out = ShardSummary::default();
+    let len = src.file_len();
+    std::thread::scope(|scope| {
+        let mut txs: Vec<SyncSender<Vec<Item>>> = Vec::with_capacity(n);
+        let mut handles = Vec::with_capacity(n);
+        for i in 0..n {
+            let (tx, rx) = sync_channel::<Vec<Item>>(QUEUE_BATCHES);
+            txs.push(tx);
+            handles.push(
+                std::thread::Builder::new()
+                    .name(format!("flowsentry-w{i}"))
+                    .spawn_scoped(scope, move || work(cfg, rx, make(i), end)),
+            );
+        }
+        let mut batches: Vec<Vec<Item>> =
+            (0..n).map(|_| Vec::with_capacity(BATCH_PACKETS)).collect();
+        // When one worker's batch is full every worker gets its batch, ending with how far
+        // the capture got: each worker's `done_to` then keeps up with the reader, so events
+        // can be put back in capture order without waiting on a worker that gets few packets.
+        let send_all = |upto: u64, batches: &mut [Vec<Item>]| {
+            for (b, tx) in batches.iter_mut().zip(&txs) {
+                b.push(Item::Upto(upto));
+                let full = std::mem::replace(b, Vec::with_capacity(BATCH_PACKETS));
+                // A worker that is gone (it panicked) loses its packets; its join reports it.
+                let _ = tx.send(full);
+            }
+        };
+        let mut next_sweep_us: Option<i64> = None;
+        let c = &mut out.counters;
+        loop {
+            if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+                out.interrupted = true;
+                break;
+            }
+            let f = match src.next_frame() {
+                Ok(Next::Frame(f)) => f,
+                Ok(Next::End) | Ok(Next::Timeout) => break,
+                Err(e) => {
+                    out.damaged = Some(e);
+                    break;
+                }
+            };
+            c.frames += 1;
+            c.bytes += u64::from(f.wire_len);
+            let p = decode::decode(f.linktype, f.ts_us, f.data, f.wire_len);
+            if c.frames.is_multiple_of(65_536) {
+                progress(src.position(), len);
+            }
+            let p = match p {
+                Ok(p) => p,
+                Err(r) => {
+                    c.skipped.add(r);
+                    continue;
+                }
+            };
+            c.decoded += 1;
+            // The sweep a single pipeline runs before this packet, on every table.
+            if next_sweep_us.is_none_or(|t| p.ts_us >= t) {
+                next_sweep_us = Some(p.ts_us.saturating_add(SWEEP_INTERVAL_US));
+                for b in batches.iter_mut() {
+                    b.push(Item::Sweep(c.decoded, p.ts_us));
+                }
+                if batches.iter().any(|b| b.len() >= BATCH_PACKETS) {
+                    send_all(c.decoded, &mut batches);
+                }
+            }
+            let i = (FlowKey::symmetric_hash_of(&p) % n as u64) as usize;
+            if let Some(b) = batches.get_mut(i) {
+                b.push(Item::Packet(c.decoded, p));
+                if b.len() >= BATCH_PACKETS {
+                    send_all(c.decoded, &mut batches);
+                }
+            }
+        }
+        send_all(c.decoded, &mut batches);
+        drop(txs);
+        for h in handles {
+            match h.map(|h| h.join()) {
+                Ok(Ok(s)) => add_stats(&mut out.flows, &s),
+                Ok(Err(panic)) => std::panic::resume_unwind(panic),
+                Err(e) => {
+                    // The thread could not start: say so as damage would (nothing was read by
+                    // it), rather than lose flows silently.
+                    out.damaged.get_or_insert(CaptureError::Damaged {
+                        path: src.path().into(),
+                        frames: src.frames(),
+                        offset: None,
+                        msg: format!("cannot start a worker thread: {e}"),
+                    });
+                }
+            }
+        }
+    });
+    progress(len, len);
+    out
+}
