@@ -168,11 +168,10 @@ impl FileSource {
     pub fn open(path: &Path) -> Result<FileSource, CaptureError> {
         let format = sniff_format(path)?;
         let file_len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        let mut cap = pcap::Capture::from_file(path).map_err(|e| CaptureError::Open {
+        let cap = sys::open_offline(path).map_err(|msg| CaptureError::Open {
             path: path.into(),
-            msg: e.to_string(),
+            msg,
         })?;
-        sys::unlocked_reads(&mut cap);
         let linktype = cap.get_datalink().0;
         if !crate::decode::linktype::is_supported(linktype) {
             return Err(CaptureError::UnknownLinkType {
