@@ -139,11 +139,19 @@ impl HostDetector {
         if kind == HostKind::Anomalous && score <= self.anomalous_threshold && !by_rule {
             return None;
         }
+        // The side of the host the alert is about: a scanner's explanation lists what it sent,
+        // not the zeros of what it received.
+        let side = match role {
+            Role::Source => "out_",
+            Role::Destination => "in_",
+        };
         let top = self
             .model
-            .top_inputs(v, 4)
+            .top_inputs(v, NUM_HOST_FEATURES)
             .into_iter()
             .filter_map(|(i, w)| H::all().nth(i).map(|f| (f, w)))
+            .filter(|(f, _)| f.name().starts_with(side))
+            .take(4)
             .collect();
         Some(HostFinding {
             ts_us,
@@ -210,6 +218,12 @@ mod tests {
         ]);
         let f = det.judge(ip, &flood, 7).unwrap();
         assert!(f.by_rule);
+        assert!(!f.top.is_empty());
+        assert!(
+            f.top.iter().all(|(h, _)| h.name().starts_with("out_")),
+            "{:?}",
+            f.top
+        );
         assert_eq!((f.kind, f.role), (HostKind::Flood, Role::Source));
         // Answered, or slower than 100 flows a second: the model decides (here: nothing).
         flood[H::OutUnanswered10s as usize] = 0.5;
