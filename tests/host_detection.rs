@@ -15,29 +15,42 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-#[test]
-fn a_syn_scan_is_one_host_alert_naming_the_scanner() {
+/// `flowsentry replay FILE` with the shipped config: its alerts, and its stderr.
+fn replay_alerts(file: &str) -> (Vec<serde_json::Value>, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_flowsentry"))
         .arg("replay")
-        .arg(root().join("tests/data/nfstream__synscan.pcap"))
+        .arg(root().join("tests/data").join(file))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    let alerts = String::from_utf8_lossy(&out.stdout)
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let alerts: Vec<&serde_json::Value> = events
-        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
         .filter(|e| e["event_type"] == "alert")
         .collect();
+    (alerts, err)
+}
+
+/// Seconds from `start` (`HH:MM:SS.ffffff` of the capture's first packet, from `tcpdump -tt`)
+/// to an EVE timestamp of the same day.
+fn seconds_after(eve: &serde_json::Value, day: &str, start: &str) -> f64 {
+    let t = eve["timestamp"].as_str().unwrap();
+    assert!(t.starts_with(day), "{t}");
+    let secs = |hms: &str| -> f64 {
+        hms.split(':')
+            .map(|x| x.parse::<f64>().unwrap())
+            .fold(0.0, |acc, x| acc * 60.0 + x)
+    };
+    secs(&t[day.len()..day.len() + 15]) - secs(start)
+}
+
+#[test]
+fn a_syn_scan_is_one_host_alert_naming_the_scanner() {
+    let (alerts, _) = replay_alerts("nfstream__synscan.pcap");
     // 1,994 probe flows: one alert (aggregation), from the host detector, naming the scanner.
     assert_eq!(alerts.len(), 1, "{alerts:#?}");
-    let a = alerts[0];
+    let a = &alerts[0];
     assert_eq!(a["src_ip"], "172.16.0.8");
     assert_eq!(a["flowsentry"]["detector"], "host");
     assert_eq!(a["flowsentry"]["host"]["role"], "source");
@@ -46,30 +59,24 @@ fn a_syn_scan_is_one_host_alert_naming_the_scanner() {
         .as_f64()
         .unwrap();
     assert!(ports >= 10.0, "{a:#}");
-    // Within seconds of the scan's start (the capture's first packet, 2010-03-30 09:22:37).
-    let t = a["timestamp"].as_str().unwrap();
-    assert!(t.starts_with("20"), "{t}");
+    // The explanation speaks of what the scanner sent.
+    let why = a["flowsentry"]["explanation"].as_array().unwrap();
+    assert!(!why.is_empty());
+    assert!(
+        why.iter()
+            .all(|e| e["feature"].as_str().unwrap().starts_with("out_")),
+        "{why:#?}"
+    );
+    // Within seconds of the scan's first packet (20:24:16.274870).
+    let after = seconds_after(a, "2010-07-04T", "20:24:16.274870");
+    assert!((0.0..10.0).contains(&after), "{after} s");
 }
 
 /// Zeek's SSH guessing trace: 11 connections over 66 s, at most 3 in 10 s — too few for the
 /// host detector; the session rules' repeated-logins rule names the guesser and the service.
 #[test]
 fn ssh_password_guessing_is_one_session_alert() {
-    let out = Command::new(env!("CARGO_BIN_EXE_flowsentry"))
-        .arg("replay")
-        .arg(root().join("tests/data/zeek__ssh__sshguess.pcap"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let alerts: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|e| e["event_type"] == "alert")
-        .collect();
+    let (alerts, err) = replay_alerts("zeek__ssh__sshguess.pcap");
     let session: Vec<&serde_json::Value> = alerts
         .iter()
         .filter(|a| a["flowsentry"]["detector"] == "session")
@@ -84,9 +91,11 @@ fn ssh_password_guessing_is_one_session_alert() {
         .as_f64()
         .unwrap();
     assert!(attempts >= 5.0, "{a:#}");
+    // At the fifth guess, 30 s into the capture (first packet 14:44:49.213953).
+    let after = seconds_after(a, "2015-03-30T", "14:44:49.213953");
+    assert!((20.0..40.0).contains(&after), "{after} s");
     // The stats line counts the finding.
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("findings_session="), "{err}");
+    assert!(!err.contains("findings_session=0 "), "{err}");
 }
 
 /// Benign-looking rows: a handful of flows per second to a few services, mostly answered.

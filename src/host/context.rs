@@ -18,6 +18,7 @@ use std::hash::BuildHasher;
 use hashbrown::HashMap;
 use std::net::IpAddr;
 
+use super::capped::evict_oldest;
 use super::features::{HostFeature as H, HostVector, NUM_HOST_FEATURES, is_auth_port};
 use super::sketch::{Decay, Decayed, Distinct, SCALES_S, mix};
 use crate::decode::tcp_flags as tf;
@@ -467,21 +468,9 @@ impl HostContext {
 
     /// Evicts the oldest host that has seen a single flow (looking at most 64 deep).
     fn make_room(&mut self) -> bool {
-        for _ in 0..64 {
-            let Some(ip) = self.order.pop_front() else {
-                return false;
-            };
-            match self.hosts.get(&ip) {
-                Some(h) if h.flows <= 1 => {
-                    self.hosts.remove(&ip);
-                    self.stats.evicted += 1;
-                    return true;
-                }
-                Some(_) => self.order.push_back(ip),
-                None => {}
-            }
-        }
-        false
+        let made = evict_oldest(&mut self.hosts, &mut self.order, |h| h.flows <= 1);
+        self.stats.evicted += u64::from(made);
+        made
     }
 
     /// Forgets hosts idle longer than `idle_us` (every 10 s of flow time).

@@ -6,6 +6,7 @@
 //! one service (password guessing with few connections, connections held open). It hands on [`HostFinding`]s, which the alert stage turns into
 //! EVE alerts.
 
+pub mod capped;
 pub mod context;
 pub mod detector;
 pub mod features;

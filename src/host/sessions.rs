@@ -18,6 +18,8 @@ use std::net::IpAddr;
 
 use hashbrown::HashMap;
 
+use super::capped::evict_oldest;
+
 use crate::features::{EndReason, Feature, FlowRecord};
 use crate::flow::{FlowClose, FlowReply};
 
@@ -253,21 +255,11 @@ impl SessionRules {
     /// Evicts the oldest entry with at most one open session and no attempts (looking at most
     /// 64 deep): what a flood of answered one-off connections leaves behind.
     fn make_room(&mut self) -> bool {
-        for _ in 0..64 {
-            let Some(s) = self.order.pop_front() else {
-                return false;
-            };
-            match self.map.get(&s) {
-                Some(e) if e.open <= 1 && e.attempts.is_empty() => {
-                    self.map.remove(&s);
-                    self.stats.evicted += 1;
-                    return true;
-                }
-                Some(_) => self.order.push_back(s),
-                None => {}
-            }
-        }
-        false
+        let made = evict_oldest(&mut self.map, &mut self.order, |e| {
+            e.open <= 1 && e.attempts.is_empty()
+        });
+        self.stats.evicted += u64::from(made);
+        made
     }
 
     /// Forgets entries with nothing open and nothing recent (every 10 s of flow time). An entry
