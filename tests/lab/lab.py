@@ -9,7 +9,8 @@
   lab.py selftest          check the counting rules below on hand-made events.
   lab.py report ...        turn the stamped events and the scenario log into the results table
                            (markdown on stdout and in --out); --strict exits 1 when the issue's
-                           "Done when" targets are not met.
+                           "Done when" targets are not met, --strict-attacks when an attack
+                           is not named within 10 s.
 
 Counting rules (shared with tests/lab/replay_table.py):
   * an alert is an event whose event_type is "alert" (or the legacy "anomaly");
@@ -156,6 +157,7 @@ def report(a):
     attributed = set()
     out = []
     ok = True
+    attacks_ok = True
     why = []
 
     attacks = [s for s in scen if s["kind"].startswith("attack")]
@@ -200,6 +202,7 @@ def report(a):
         )
         if delay is None or delay > 10.0:
             ok = False
+            attacks_ok = False
             why.append(f"{s['name']}: no alert naming {named} within 10 s")
         normal = ("0", "1") if s["kind"] == "attack-flood" else ("0",)  # hping3: 1 = no replies
         if s["rc"] not in normal:
@@ -269,6 +272,8 @@ def report(a):
         with open(a.out, "w", encoding="utf-8") as f:
             f.write(a.header + "\n\n" if a.header else "")
             f.write(text)
+    if a.strict_attacks and not attacks_ok:
+        return 1
     return 1 if (a.strict and not ok) else 0
 
 
@@ -324,6 +329,7 @@ def main():
     r.add_argument("--out", default="")
     r.add_argument("--header", default="")
     r.add_argument("--strict", action="store_true")
+    r.add_argument("--strict-attacks", action="store_true")
     sub.add_parser("selftest")
     a = p.parse_args()
     if a.cmd == "selftest":
