@@ -67,7 +67,6 @@ pub struct CaptureSection {
     pub snaplen: i32,
     pub bpf_filter: String,
     pub buffer_size_mb: u32,
-    #[serde(default = "d_true")]
     pub immediate_mode: bool,
     pub timeout_ms: u32,
     /// Flow tables on as many threads, packets spread by a symmetric flow hash
@@ -344,8 +343,8 @@ impl Default for CaptureSection {
             snaplen: 262_144,
             bpf_filter: String::new(),
             buffer_size_mb: 64,
-            immediate_mode: true,
-            timeout_ms: 250,
+            immediate_mode: false,
+            timeout_ms: 100,
             workers: 1,
         }
     }

@@ -535,7 +535,7 @@ pub fn run(
     };
     let _io = start_io(control.clone(), http)?;
     let c = &cfg.capture;
-    let mut src = LiveSource::open(&LiveOptions {
+    let options = LiveOptions {
         interface: iface.clone(),
         promiscuous: c.promiscuous,
         snaplen: c.snaplen,
@@ -543,7 +543,13 @@ pub fn run(
         immediate_mode: c.immediate_mode,
         timeout_ms: c.timeout_ms as i32,
         bpf_filter: Some(c.bpf_filter.clone()).filter(|f| !f.trim().is_empty()),
-    })?;
+    };
+    if c.workers > 1 {
+        return workers::run_live(
+            &cfg, scorer, dispatcher, counters, &metrics, &control, &options,
+        );
+    }
+    let mut src = LiveSource::open(&options)?;
     let mut pipe = Pipeline::new(cfg.flow_config());
     let started = Instant::now();
     tracing::info!(

@@ -60,7 +60,7 @@ pub struct ShardSummary {
 }
 
 /// Adds the counters of one table to a total.
-fn add_stats(t: &mut FlowStats, s: &FlowStats) {
+pub fn add_stats(t: &mut FlowStats, s: &FlowStats) {
     t.active += s.active;
     t.created += s.created;
     t.expired += s.expired;

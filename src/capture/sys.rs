@@ -6,7 +6,8 @@
 //!   no stdio locking (in a multi-threaded process glibc otherwise takes the `FILE` lock, a
 //!   locked instruction, on each of the two `fread`s per packet: 13% of a flood replay).
 //! - [`join_fanout`]: joins a live AF_PACKET socket to a `PACKET_FANOUT` group, so several
-//!   sockets (one per worker) share an interface's packets by a flow hash.
+//!   sockets (one per worker) share an interface's packets by a flow hash, and gives the group
+//!   its classic BPF program ([`fanout_program`]: a symmetric hash of addresses and ports).
 #![allow(unsafe_code)]
 
 use std::ffi::{CStr, CString};
@@ -68,23 +69,218 @@ pub fn open_offline(path: &Path) -> Result<pcap::Capture<pcap::Offline>, String>
     }
 }
 
-/// `PACKET_FANOUT` of `<linux/if_packet.h>` (socket option of SOL_PACKET).
+/// `PACKET_FANOUT` and `PACKET_FANOUT_DATA` of `<linux/if_packet.h>` (options of SOL_PACKET).
 const PACKET_FANOUT: libc::c_int = 18;
-/// Fanout by the kernel's flow hash of the packet (`skb_get_hash`): symmetric for TCP/UDP
-/// 5-tuples, so both directions of a flow reach the same socket.
-pub const PACKET_FANOUT_HASH: u16 = 0;
-/// Reassemble IP fragments before hashing, so every fragment goes where its flow goes.
-pub const PACKET_FANOUT_FLAG_DEFRAG: u16 = 0x8000;
+const PACKET_FANOUT_DATA: libc::c_int = 22;
+/// Fanout by a classic BPF program's return value (the socket index).
+const PACKET_FANOUT_CBPF: u16 = 6;
+/// Reassemble IP fragments before the program runs, so every fragment goes where its flow goes.
+const PACKET_FANOUT_FLAG_DEFRAG: u16 = 0x8000;
 
-/// Joins the AF_PACKET socket of a live capture to fanout group `group` with `mode`
-/// (`PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG`). Every socket of the group must be bound
-/// to the same interface with the same mode; the kernel then gives each packet to one of them.
+/// One classic BPF instruction (`struct sock_filter`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BpfInsn {
+    code: u16,
+    jt: u8,
+    jf: u8,
+    k: u32,
+}
+
+/// `struct sock_fprog`.
+#[repr(C)]
+struct SockFprog {
+    len: libc::c_ushort,
+    filter: *const BpfInsn,
+}
+
+/// Classic BPF opcodes used by [`fanout_program`] (`<linux/filter.h>`).
+mod op {
+    pub const LD_W_ABS: u16 = 0x20;
+    pub const LD_H_ABS: u16 = 0x28;
+    pub const LD_B_ABS: u16 = 0x30;
+    pub const LD_H_IND: u16 = 0x48;
+    pub const LD_MEM: u16 = 0x60;
+    pub const LDX_B_MSH: u16 = 0xb1;
+    pub const ST: u16 = 0x02;
+    pub const TAX: u16 = 0x07;
+    pub const ALU_XOR_X: u16 = 0xac;
+    pub const ALU_AND_K: u16 = 0x54;
+    pub const ALU_RSH_K: u16 = 0x74;
+    pub const ALU_MOD_K: u16 = 0x94;
+    pub const JEQ_K: u16 = 0x15;
+    pub const JA: u16 = 0x05;
+    pub const RET_A: u16 = 0x16;
+    /// `ld [SKF_AD_OFF + SKF_AD_RXHASH]`: the kernel's flow hash of the packet.
+    pub const RXHASH: u32 = 0xffff_f000 + 32;
+    /// `ld [SKF_AD_OFF + SKF_AD_PROTOCOL]`: the frame's ethertype (host order).
+    pub const PROTOCOL: u32 = 0xffff_f000;
+}
+
+/// A tiny assembler: instructions whose jumps name labels, resolved to offsets.
+enum Asm {
+    I(u16, u32),
+    /// Jump if A == k to the first label, else to the second (`None`: next instruction).
+    Jeq(u32, &'static str, Option<&'static str>),
+    Ja(&'static str),
+    Label(&'static str),
+}
+
+fn assemble(prog: &[Asm]) -> Vec<BpfInsn> {
+    let mut at = std::collections::HashMap::new();
+    let mut n = 0usize;
+    for a in prog {
+        match a {
+            Asm::Label(l) => {
+                at.insert(*l, n);
+            }
+            _ => n += 1,
+        }
+    }
+    let mut out = Vec::with_capacity(n);
+    let rel = |from: usize, l: &str| -> u32 {
+        at.get(l)
+            .map_or(0, |t: &usize| t.saturating_sub(from + 1) as u32)
+    };
+    for a in prog {
+        let i = out.len();
+        match a {
+            Asm::I(code, k) => out.push(BpfInsn {
+                code: *code,
+                jt: 0,
+                jf: 0,
+                k: *k,
+            }),
+            Asm::Jeq(k, t, f) => out.push(BpfInsn {
+                code: op::JEQ_K,
+                jt: rel(i, t) as u8,
+                jf: f.map_or(0, |f| rel(i, f) as u8),
+                k: *k,
+            }),
+            Asm::Ja(l) => out.push(BpfInsn {
+                code: op::JA,
+                jt: 0,
+                jf: 0,
+                k: rel(i, l),
+            }),
+            Asm::Label(_) => {}
+        }
+    }
+    out
+}
+
+/// The group's program: the index of the socket for a packet, from a hash that is the same
+/// for both directions — XOR of the addresses, XOR'ed with the XOR of the ports for TCP and
+/// UDP (not for fragments: they carry no ports) — for IPv4 and IPv6 (no extension headers);
+/// other packets use the kernel's flow hash, symmetric for
+/// TCP/UDP but not for ICMP echo pairs. The kernel's own `PACKET_FANOUT_HASH` is not symmetric
+/// for ICMP (request and reply split: seen in `tests/live_capture.rs`), hence a program.
+pub fn fanout_program(sockets: u32) -> Vec<BpfInsn> {
+    use Asm::*;
+    use op::*;
+    let n = sockets.max(1);
+    // The program runs with the frame's data at its network header (after the link header),
+    // so offsets are from the IP header and the ethertype is the skb's protocol.
+    assemble(&[
+        I(LD_W_ABS, PROTOCOL),
+        Jeq(0x0800, "v4", None),
+        Jeq(0x86dd, "v6", Some("other")),
+        Label("v4"),
+        I(LD_W_ABS, 12),
+        I(TAX, 0),
+        I(LD_W_ABS, 16),
+        I(ALU_XOR_X, 0),
+        I(ST, 0),
+        I(LD_H_ABS, 6),
+        I(ALU_AND_K, 0x3fff),
+        Jeq(0, "v4proto", Some("iponly")),
+        Label("v4proto"),
+        I(LD_B_ABS, 9),
+        Jeq(6, "v4ports", None),
+        Jeq(17, "v4ports", Some("iponly")),
+        Label("v4ports"),
+        I(LDX_B_MSH, 0),
+        I(LD_H_IND, 0),
+        I(ST, 1),
+        I(LD_H_IND, 2),
+        I(TAX, 0),
+        I(LD_MEM, 1),
+        I(ALU_XOR_X, 0),
+        I(TAX, 0),
+        I(LD_MEM, 0),
+        I(ALU_XOR_X, 0),
+        Ja("mod"),
+        Label("v6"),
+        I(LD_W_ABS, 8),
+        I(TAX, 0),
+        I(LD_W_ABS, 24),
+        I(ALU_XOR_X, 0),
+        I(ST, 0),
+        I(LD_W_ABS, 12),
+        I(TAX, 0),
+        I(LD_W_ABS, 28),
+        I(ALU_XOR_X, 0),
+        I(TAX, 0),
+        I(LD_MEM, 0),
+        I(ALU_XOR_X, 0),
+        I(ST, 0),
+        I(LD_W_ABS, 16),
+        I(TAX, 0),
+        I(LD_W_ABS, 32),
+        I(ALU_XOR_X, 0),
+        I(TAX, 0),
+        I(LD_MEM, 0),
+        I(ALU_XOR_X, 0),
+        I(ST, 0),
+        I(LD_W_ABS, 20),
+        I(TAX, 0),
+        I(LD_W_ABS, 36),
+        I(ALU_XOR_X, 0),
+        I(TAX, 0),
+        I(LD_MEM, 0),
+        I(ALU_XOR_X, 0),
+        I(ST, 0),
+        I(LD_B_ABS, 6),
+        Jeq(6, "v6ports", None),
+        Jeq(17, "v6ports", Some("iponly")),
+        Label("v6ports"),
+        I(LD_H_ABS, 40),
+        I(ST, 1),
+        I(LD_H_ABS, 42),
+        I(TAX, 0),
+        I(LD_MEM, 1),
+        I(ALU_XOR_X, 0),
+        I(TAX, 0),
+        I(LD_MEM, 0),
+        I(ALU_XOR_X, 0),
+        Ja("mod"),
+        Label("iponly"),
+        I(LD_MEM, 0),
+        Ja("mod"),
+        Label("other"),
+        I(LD_W_ABS, RXHASH),
+        Label("mod"),
+        // Fold the high half in (addresses differ mostly in their low bytes), then pick.
+        I(ST, 2),
+        I(ALU_RSH_K, 16),
+        I(TAX, 0),
+        I(LD_MEM, 2),
+        I(ALU_XOR_X, 0),
+        I(ALU_MOD_K, n),
+        I(RET_A, 0),
+    ])
+}
+
+/// Joins the AF_PACKET socket of a live capture to fanout group `group` of `sockets` sockets,
+/// split by [`fanout_program`]. Every socket of the group must be bound to the same interface;
+/// the kernel then gives each packet to the socket the program names.
 pub fn join_fanout(
     cap: &pcap::Capture<pcap::Active>,
     group: u16,
-    mode: u16,
+    sockets: u32,
 ) -> std::io::Result<()> {
     let fd = cap.as_raw_fd();
+    let mode = PACKET_FANOUT_CBPF | PACKET_FANOUT_FLAG_DEFRAG;
     let arg: libc::c_int = libc::c_int::from(group) | (libc::c_int::from(mode) << 16);
     // SAFETY: `fd` is the open packet socket of `cap` (borrowed for the call); the option value
     // is a plain int read by the kernel for exactly `size_of::<c_int>()` bytes.
@@ -97,9 +293,51 @@ pub fn join_fanout(
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let prog = fanout_program(sockets);
+    let fprog = SockFprog {
+        len: prog.len() as libc::c_ushort,
+        filter: prog.as_ptr(),
+    };
+    // SAFETY: `fprog` points at `prog` (`len` instructions of the kernel's `sock_filter`
+    // layout, repr(C)), both alive through the call; the kernel copies the program.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_PACKET,
+            PACKET_FANOUT_DATA,
+            (&fprog as *const SockFprog).cast(),
+            std::mem::size_of::<SockFprog>() as libc::socklen_t,
+        )
+    };
     if rc == 0 {
         Ok(())
     } else {
         Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fanout_program_resolves_its_jumps_and_ends_in_a_return() {
+        let p = fanout_program(2);
+        assert!(p.len() < 100, "{}", p.len());
+        assert_eq!(p.last().map(|i| i.code), Some(op::RET_A));
+        for (i, ins) in p.iter().enumerate() {
+            if ins.code == op::JEQ_K {
+                assert!(i + 1 + (ins.jt as usize) < p.len());
+                assert!(i + 1 + (ins.jf as usize) < p.len());
+            }
+            if ins.code == op::JA {
+                assert!(i + 1 + (ins.k as usize) < p.len());
+            }
+        }
+        // The modulus is the number of sockets.
+        assert!(p.iter().any(|i| i.code == op::ALU_MOD_K && i.k == 2));
     }
 }

@@ -1,4 +1,8 @@
-//! `replay` with `capture.workers` = N > 1: the capture through N flow tables on N threads
+//! `run` and `replay` with `capture.workers` = N > 1. Live ([`run_live`]): N AF_PACKET
+//! sockets on the interface in one `PACKET_FANOUT` group hashed by flow (the kernel's hash is
+//! symmetric for TCP/UDP 5-tuples), each read by a worker thread with its own pipeline; the
+//! host thread takes the events as they come (live, arrival order is capture order within a
+//! worker). `replay`: the capture through N flow tables on N threads
 //! ([`crate::shard`]), each worker scoring its own finished flows (its own score cache, the
 //! shared model) and sending flow events straight to the sinks. What needs every flow of a
 //! host stays on one thread: the host context, the host detector and alert aggregation
@@ -13,19 +17,22 @@
 //! are the same.
 
 use std::collections::VecDeque;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{SyncSender, sync_channel};
-use std::time::Instant;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use super::emit::{self, Detect};
-use super::{BATCH, Control, Counters, DaemonError, Scorer, Summary, stats_line};
+use super::{BATCH, Control, Counters, DaemonError, Metrics, Scorer, Summary, stats_line};
 use crate::alert::Alert;
 use crate::alert::aggregate::Subject;
 use crate::alert::dispatch::Dispatcher;
-use crate::capture::FileSource;
+use crate::capture::{CaptureError, FileSource, LiveOptions, LiveSource, LiveStats, Next};
 use crate::config::Config;
 use crate::features::FlowRecord;
-use crate::flow::{FlowClose, FlowReply, FlowSink, FlowStart};
+use crate::flow::{FlowClose, FlowConfig, FlowReply, FlowSink, FlowStart, FlowStats};
+use crate::pipeline::{PacketCounters, Pipeline};
 
 /// Messages a worker sends the host thread per batch.
 const HOST_BATCH: usize = 256;
@@ -190,6 +197,62 @@ impl FlowSink for WorkerSink<'_> {
     }
 }
 
+/// The host thread: the host context, session rules, host detector and aggregation, fed by
+/// the workers' batches. `ordered` (replay): events are merged back into capture order by
+/// their packet numbers; live: handled as they come.
+fn host_loop(
+    cfg: &Config,
+    scorer: &Scorer,
+    rx: Receiver<HostBatch>,
+    n: usize,
+    ordered: bool,
+    c: &Counters,
+    d: &Dispatcher,
+) {
+    let mut detect = Detect::new(cfg);
+    let mut none = Vec::new();
+    let mut e = scorer.emitter(&mut none, &mut detect, c, d);
+    let mut handle = |m: HostMsg| match m {
+        HostMsg::Start(s) => e.started(&s),
+        HostMsg::Reply(r) => e.replied(&r),
+        HostMsg::End(r) => e.context_ended(&r),
+        HostMsg::Closed(x) => e.closed(&x),
+        HostMsg::Alert(a, subject, ts) => e.detect.gate(*a, &subject, ts, c, d),
+    };
+    let mut queues: Vec<VecDeque<(u64, HostMsg)>> = (0..n).map(|_| VecDeque::new()).collect();
+    let mut marks = vec![0u64; n];
+    for b in rx {
+        if !ordered {
+            b.events.into_iter().for_each(|(_, m)| handle(m));
+            continue;
+        }
+        if let (Some(q), Some(m)) = (queues.get_mut(b.worker), marks.get_mut(b.worker)) {
+            q.extend(b.events);
+            *m = (*m).max(b.done_to);
+        }
+        // Merge: the earliest event (lowest worker on a tie), once every worker with nothing
+        // queued is known to have nothing before it.
+        while let Some((i, s)) = queues
+            .iter()
+            .enumerate()
+            .filter_map(|(i, q)| q.front().map(|(s, _)| (i, *s)))
+            .min_by_key(|&(i, s)| (s, i))
+        {
+            let waiting = queues
+                .iter()
+                .zip(&marks)
+                .any(|(q, m)| q.is_empty() && *m < s);
+            if waiting {
+                break;
+            }
+            let Some((_, m)) = queues.get_mut(i).and_then(VecDeque::pop_front) else {
+                break;
+            };
+            handle(m);
+        }
+    }
+}
+
 /// `flowsentry replay` at `--speed max` with `capture.workers` > 1.
 pub fn replay(
     cfg: &Config,
@@ -208,47 +271,7 @@ pub fn replay(
     let s = std::thread::scope(|scope| {
         let host_thread = std::thread::Builder::new()
             .name("flowsentry-hosts".into())
-            .spawn_scoped(scope, move || {
-                let mut detect = Detect::new(cfg);
-                let mut none = Vec::new();
-                let mut e = scorer.emitter(&mut none, &mut detect, c, d);
-                let mut queues: Vec<VecDeque<(u64, HostMsg)>> =
-                    (0..n).map(|_| VecDeque::new()).collect();
-                let mut marks = vec![0u64; n];
-                for b in rx {
-                    if let (Some(q), Some(m)) = (queues.get_mut(b.worker), marks.get_mut(b.worker))
-                    {
-                        q.extend(b.events);
-                        *m = (*m).max(b.done_to);
-                    }
-                    // Merge: the earliest event (lowest worker on a tie), once every worker
-                    // with nothing queued is known to have nothing before it.
-                    while let Some((i, s)) = queues
-                        .iter()
-                        .enumerate()
-                        .filter_map(|(i, q)| q.front().map(|(s, _)| (i, *s)))
-                        .min_by_key(|&(i, s)| (s, i))
-                    {
-                        let waiting = queues
-                            .iter()
-                            .zip(&marks)
-                            .any(|(q, m)| q.is_empty() && *m < s);
-                        if waiting {
-                            break;
-                        }
-                        let Some((_, m)) = queues.get_mut(i).and_then(VecDeque::pop_front) else {
-                            break;
-                        };
-                        match m {
-                            HostMsg::Start(s) => e.started(&s),
-                            HostMsg::Reply(r) => e.replied(&r),
-                            HostMsg::End(r) => e.context_ended(&r),
-                            HostMsg::Closed(x) => e.closed(&x),
-                            HostMsg::Alert(a, subject, ts) => e.detect.gate(*a, &subject, ts, c, d),
-                        }
-                    }
-                }
-            })
+            .spawn_scoped(scope, move || host_loop(cfg, &scorer, rx, n, true, c, d))
             .map_err(|e| DaemonError::Other(format!("cannot start the host thread: {e}")))?;
         let make = |worker| WorkerSink {
             worker,
@@ -296,6 +319,254 @@ pub fn replay(
         sink_abandoned,
         damaged: s.damaged,
         interrupted: s.interrupted,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// A live worker's counters, read by the main thread for the stats line and `/metrics`.
+#[derive(Clone, Copy, Debug, Default)]
+struct LiveShare {
+    packets: PacketCounters,
+    flows: FlowStats,
+    kernel: LiveStats,
+}
+
+/// How often a live worker runs its timers (wall-clock flow expiry, scoring, stats).
+const LIVE_TICK: Duration = Duration::from_millis(200);
+
+/// One live worker: its socket of the fanout group through its own pipeline until `stop`.
+fn live_worker(
+    mut src: LiveSource,
+    cfg: FlowConfig,
+    mut sink: WorkerSink<'_>,
+    share: &Mutex<LiveShare>,
+    stop: &AtomicBool,
+) -> Result<(), CaptureError> {
+    let mut pipe = Pipeline::new(cfg);
+    let mut last_tick = Instant::now();
+    let mut result = Ok(());
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let mut idle = false;
+        match src.next_frame() {
+            Ok(Next::Frame(f)) => pipe.frame(&f, &mut sink),
+            Ok(Next::Timeout) => idle = true,
+            Ok(Next::End) => break,
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+        if last_tick.elapsed() >= LIVE_TICK {
+            last_tick = Instant::now();
+            pipe.tick(super::now_us(), &mut sink);
+            idle = true;
+            let kernel = src.stats().unwrap_or_default();
+            if let Ok(mut s) = share.lock() {
+                *s = LiveShare {
+                    packets: pipe.counters(),
+                    flows: pipe.flow_stats(),
+                    kernel,
+                };
+            }
+        }
+        if idle {
+            sink.score();
+            if !sink.out.is_empty() {
+                sink.send(0);
+            }
+        }
+    }
+    let kernel = src.stats().unwrap_or_default();
+    pipe.flush(&mut sink);
+    sink.score();
+    sink.send(0);
+    if let Ok(mut s) = share.lock() {
+        *s = LiveShare {
+            packets: pipe.counters(),
+            flows: pipe.flow_stats(),
+            kernel,
+        };
+    }
+    result
+}
+
+/// Sums of the workers' shares.
+fn live_totals(shares: &[Mutex<LiveShare>]) -> LiveShare {
+    let mut t = LiveShare::default();
+    for s in shares {
+        let Ok(s) = s.lock() else { continue };
+        let (p, q) = (&mut t.packets, &s.packets);
+        p.frames += q.frames;
+        p.bytes += q.bytes;
+        p.decoded += q.decoded;
+        p.skipped.merge(&q.skipped);
+        crate::shard::add_stats(&mut t.flows, &s.flows);
+        t.kernel.received += s.kernel.received;
+        t.kernel.dropped += s.kernel.dropped;
+        t.kernel.if_dropped += s.kernel.if_dropped;
+    }
+    t
+}
+
+/// `flowsentry run` with `capture.workers` > 1: one socket per worker in a fanout group. A
+/// SIGHUP is refused with a warning (restart to change the model with workers).
+pub fn run_live(
+    cfg: &Config,
+    scorer: Scorer,
+    dispatcher: Dispatcher,
+    counters: Arc<Counters>,
+    metrics: &Metrics,
+    control: &Control,
+    options: &LiveOptions,
+) -> Result<Summary, DaemonError> {
+    let n = cfg.capture.workers.clamp(1, crate::shard::MAX_WORKERS);
+    let group = (std::process::id() & 0xffff) as u16;
+    let mut sources = Vec::with_capacity(n);
+    for _ in 0..n {
+        let src = LiveSource::open(options)?;
+        src.join_fanout(group, n as u32)?;
+        sources.push(src);
+    }
+    let started = Instant::now();
+    tracing::info!(
+        "capturing on {} with {n} workers (fanout group {group}); model {} ({} trees, threshold {})",
+        options.interface,
+        cfg.model.path.display(),
+        scorer.model.trees(),
+        scorer.threshold
+    );
+    super::notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status("capturing"),
+    ]);
+    let hosts = cfg.host.enabled || cfg.sessions.enabled;
+    let parts = ScorerParts::of(&scorer);
+    let shares: Vec<Mutex<LiveShare>> = (0..n).map(|_| Mutex::new(LiveShare::default())).collect();
+    let (tx, rx) = sync_channel::<HostBatch>(HOST_QUEUE_BATCHES);
+    let (c, d) = (&*counters, &dispatcher);
+    let stop = AtomicBool::new(false);
+    let flow_cfg = FlowConfig {
+        max_flows: (cfg.flow_config().max_flows / n).max(1),
+        ..cfg.flow_config()
+    };
+    let error = std::thread::scope(|scope| {
+        let host = std::thread::Builder::new()
+            .name("flowsentry-hosts".into())
+            .spawn_scoped(scope, move || host_loop(cfg, &scorer, rx, n, false, c, d))
+            .map_err(|e| DaemonError::Other(format!("cannot start the host thread: {e}")))?;
+        let mut workers = Vec::with_capacity(n);
+        for (i, (src, share)) in sources.into_iter().zip(&shares).enumerate() {
+            let sink = WorkerSink {
+                worker: i,
+                seq: 0,
+                scorer: parts.scorer(),
+                batch: Vec::with_capacity(BATCH),
+                out: Vec::with_capacity(HOST_BATCH),
+                tx: tx.clone(),
+                hosts,
+                c,
+                d,
+            };
+            let stop = &stop;
+            let w = std::thread::Builder::new()
+                .name(format!("flowsentry-w{i}"))
+                .spawn_scoped(scope, move || live_worker(src, flow_cfg, sink, share, stop))
+                .map_err(|e| DaemonError::Other(format!("cannot start worker {i}: {e}")))?;
+            workers.push(w);
+        }
+        drop(tx);
+        let watchdog = sd_notify::watchdog_enabled();
+        let stats_every = Duration::from_secs(cfg.stats.interval_s);
+        let (mut last_stats, mut last_ping) = (Instant::now(), Instant::now());
+        while !control.stop.load(Ordering::Relaxed) && !workers.iter().any(|w| w.is_finished()) {
+            std::thread::sleep(LIVE_TICK);
+            if control.reload.swap(false, Ordering::SeqCst) {
+                tracing::warn!(
+                    "reload ignored: with capture.workers > 1 restart to change the model or config"
+                );
+            }
+            let t = live_totals(&shares);
+            counters
+                .kernel_received
+                .store(t.kernel.received, Ordering::Relaxed);
+            counters
+                .kernel_dropped
+                .store(t.kernel.dropped, Ordering::Relaxed);
+            counters
+                .if_dropped
+                .store(t.kernel.if_dropped, Ordering::Relaxed);
+            if let Ok(mut p) = metrics.packets.write() {
+                *p = (t.packets, t.flows);
+            }
+            if let Some(period) = watchdog
+                && last_ping.elapsed() >= period / 2
+            {
+                last_ping = Instant::now();
+                super::notify(&[sd_notify::NotifyState::Watchdog]);
+            }
+            if !stats_every.is_zero() && last_stats.elapsed() >= stats_every {
+                last_stats = Instant::now();
+                let line = stats_line(&t.packets, &t.flows, c, d);
+                tracing::info!("stats {line}");
+                super::notify(&[sd_notify::NotifyState::Status(&line)]);
+            }
+        }
+        super::notify(&[sd_notify::NotifyState::Stopping]);
+        stop.store(true, Ordering::SeqCst);
+        let mut error = None;
+        for w in workers {
+            match w.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => error = error.or(Some(e)),
+                Err(p) => std::panic::resume_unwind(p),
+            }
+        }
+        if let Err(p) = host.join() {
+            std::panic::resume_unwind(p);
+        }
+        Ok::<_, DaemonError>(error)
+    })?;
+    let t = live_totals(&shares);
+    for (i, s) in shares.iter().enumerate() {
+        if let Ok(s) = s.lock() {
+            tracing::info!(
+                "worker {i}: packets={} kernel_received={} kernel_dropped={} flows={}",
+                s.packets.frames,
+                s.kernel.received,
+                s.kernel.dropped,
+                s.flows.created
+            );
+        }
+    }
+    counters
+        .kernel_received
+        .store(t.kernel.received, Ordering::Relaxed);
+    counters
+        .kernel_dropped
+        .store(t.kernel.dropped, Ordering::Relaxed);
+    counters
+        .if_dropped
+        .store(t.kernel.if_dropped, Ordering::Relaxed);
+    dispatcher.shutdown(cfg.alerts.shutdown_timeout());
+    let line = stats_line(&t.packets, &t.flows, &counters, &dispatcher);
+    tracing::info!("final stats {line} kernel_received={}", t.kernel.received);
+    if let Some(e) = error {
+        return Err(e.into());
+    }
+    let (sink_dropped, sink_failed, _, sink_abandoned) = super::sink_totals(&dispatcher);
+    Ok(Summary {
+        packets: t.packets,
+        flows: t.flows,
+        scored: counters.scored.load(Ordering::Relaxed),
+        alerts: counters.alerts.load(Ordering::Relaxed),
+        sink_dropped,
+        sink_failed,
+        sink_abandoned,
+        damaged: None,
+        interrupted: false,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
