@@ -341,7 +341,7 @@ impl LiveSource {
 
     /// Joins this socket to AF_PACKET fanout group `group` of `sockets` sockets, split by a
     /// symmetric hash of addresses and ports (both directions of a flow reach the same socket;
-    /// IP fragments are reassembled for the hash first; see [`sys::fanout_program`]). Every
+    /// the fragments of a datagram go together; see [`sys::fanout_program`]). Every
     /// socket of the group must be on the same interface.
     pub fn join_fanout(&self, group: u16, sockets: u32) -> Result<(), CaptureError> {
         sys::join_fanout(&self.cap, group, sockets).map_err(|e| CaptureError::Live {

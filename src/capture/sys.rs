@@ -74,8 +74,6 @@ const PACKET_FANOUT: libc::c_int = 18;
 const PACKET_FANOUT_DATA: libc::c_int = 22;
 /// Fanout by a classic BPF program's return value (the socket index).
 const PACKET_FANOUT_CBPF: u16 = 6;
-/// Reassemble IP fragments before the program runs, so every fragment goes where its flow goes.
-const PACKET_FANOUT_FLAG_DEFRAG: u16 = 0x8000;
 
 /// One classic BPF instruction (`struct sock_filter`).
 #[repr(C)]
@@ -280,7 +278,9 @@ pub fn join_fanout(
     sockets: u32,
 ) -> std::io::Result<()> {
     let fd = cap.as_raw_fd();
-    let mode = PACKET_FANOUT_CBPF | PACKET_FANOUT_FLAG_DEFRAG;
+    // Not PACKET_FANOUT_FLAG_DEFRAG: the kernel would hand the sockets reassembled datagrams,
+    // which one socket without fanout never sees (the decoder counts fragments as skipped).
+    let mode = PACKET_FANOUT_CBPF;
     let arg: libc::c_int = libc::c_int::from(group) | (libc::c_int::from(mode) << 16);
     // SAFETY: `fd` is the open packet socket of `cap` (borrowed for the call); the option value
     // is a plain int read by the kernel for exactly `size_of::<c_int>()` bytes.

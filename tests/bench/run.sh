@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # The one benchmark command (issue 11): tcpdump read rate, `replay` (shipped config: scoring,
-# alerts to stdout -> /dev/null) and `flows -o /dev/null` packets/s, each a whole process timed
-# wall-clock (best and range of RUNS runs), with peak RSS, on three captures:
+# host context, alerts to stdout -> /dev/null) and `flows -o /dev/null` packets/s, each a whole
+# process timed wall-clock (best and range of RUNS runs) beside the in-process rate the
+# command prints itself (best), with peak RSS, with 1 and 2 workers (`capture.workers`,
+# `flows --workers`), on three captures:
 #   bench  ../shared/pcaps/bench/merged_staggered.pcap (267,555 packets, real traffic)
 #   scale  the bench capture x4, shifted in time (tests/bench/scale.py, into target/bench)
 #   flood  2,000,000 spoofed single-SYN flows (tests/bench/synflood.py, into target/bench)
-# and bytes per open flow on the flood: (peak RSS - RSS of a tiny replay) / most flows open.
+# then bytes per open flow on the flood: (peak RSS - RSS of a tiny replay) / most flows open,
+# and the workers = 2 / workers = 1 ratio of replay on the scale capture.
 # Usage: tests/bench/run.sh [RUNS=3]. Needs python3, tcpdump, GNU time (/usr/bin/time).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -21,38 +24,58 @@ SCALE=target/bench/scale-x4.pcap
 FLOOD=target/bench/synflood-2m.pcap
 [ -s "$SCALE" ] || python3 tests/bench/scale.py "$BENCH" "$SCALE" 4
 [ -s "$FLOOD" ] || python3 tests/bench/synflood.py "$FLOOD" 2000000
+# The shipped config with 2 workers (model path made absolute: the copy lives elsewhere).
+W2=target/bench/workers2.toml
+sed -e 's/^workers = 1$/workers = 2/' -e "s|^path = \"../model/forest.json\"|path = \"$PWD/model/forest.json\"|" \
+  config/flowsentry.toml > "$W2"
+grep -q '^workers = 2$' "$W2" || { echo "config/flowsentry.toml: no 'workers = 1' line to change" >&2; exit 1; }
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) (shared machines: expect noise; best of $RUNS and range shown)"
 
-# runs "$@" RUNS times; prints "best_s worst_s max_rss_kb"
+# runs "$@" RUNS times; prints "best_s worst_s max_rss_kb best_in_process_packets_per_s"
 timeit() {
-  local best="" worst="" rss=0 t r
+  local best="" worst="" rss=0 inproc=0 t r p
   for _ in $(seq "$RUNS"); do
     /usr/bin/time -f "%e %M" -o target/bench/time.txt "$@" > /dev/null 2> target/bench/stderr.txt
     read -r t r < target/bench/time.txt
     best=$(python3 -c "print(min(float('$t'), float('${best:-$t}')))")
     worst=$(python3 -c "print(max(float('$t'), float('${worst:-$t}')))")
     [ "$r" -gt "$rss" ] && rss=$r
+    # replay: "= N packets/s"; flows: ", N packets/s"
+    p=$(grep -o '[=,] [0-9.]* packets/s' target/bench/stderr.txt | tail -1 | grep -o '[0-9.]*' | head -1 || true)
+    inproc=$(python3 -c "print(max(float('${p:-0}'), float('$inproc')))")
   done
-  echo "$best $worst $rss"
+  echo "$best $worst $rss $inproc"
 }
 rate() { python3 -c "print(f'{$1/max($2,1e-3)/1e6:.2f}')"; }
+mps() { python3 -c "print(f'{$1/1e6:.2f}')"; }
 
 base=$(timeit $BIN replay tests/data/tcpreplay__test.pcap | cut -d' ' -f3)
-printf '%-6s %10s | %-18s | %-30s | %-30s\n' capture packets "tcpdump -r M/s" "replay M/s (range) RSS" "flows M/s (range) RSS"
+echo "M packets/s: whole process wall-clock best (range) [in-process best], peak RSS"
+printf '%-6s %9s | %-7s | %-34s | %-34s | %-34s | %-34s\n' capture packets tcpdump \
+  "replay, 1 worker" "replay, 2 workers" "flows, 1 worker" "flows, 2 workers"
 for name in bench scale flood; do
   case $name in bench) f=$BENCH ;; scale) f=$SCALE ;; flood) f=$FLOOD ;; esac
   pkts=$(tcpdump -r "$f" -w /dev/null 2>&1 >/dev/null | grep -o '[0-9]* packets' | head -1 | cut -d' ' -f1 || true)
   [ -n "$pkts" ] || pkts=$($BIN flows "$f" -o /dev/null 2>&1 | grep -o 'packets read [0-9]*' | grep -o '[0-9]*')
-  read -r tb _ _ <<< "$(timeit tcpdump -r "$f" -w /dev/null)"
-  read -r rb rw rr <<< "$(timeit $BIN replay "$f")"
-  read -r fb fw fr <<< "$(timeit $BIN flows "$f" -o /dev/null)"
-  printf '%-6s %10s | %-18s | %-30s | %-30s\n' $name "$pkts" "$(rate "$pkts" "$tb")" \
-    "$(rate "$pkts" "$rb") ($(rate "$pkts" "$rw")-$(rate "$pkts" "$rb")) $((rr / 1024)) MB" \
-    "$(rate "$pkts" "$fb") ($(rate "$pkts" "$fw")-$(rate "$pkts" "$fb")) $((fr / 1024)) MB"
+  read -r tb _ _ _ <<< "$(timeit tcpdump -r "$f" -w /dev/null)"
+  cells=()
+  for cmd in "replay" "replay --config $W2" "flows -o /dev/null" "flows --workers 2 -o /dev/null"; do
+    first=${cmd%% *}; rest=""; [ "$cmd" = "$first" ] || rest=${cmd#* }
+    # shellcheck disable=SC2086
+    read -r b w r p <<< "$(timeit $BIN $first "$f" $rest)"
+    [ "$cmd" = replay ] && { rb1=$b; rr1=$r; }
+    [ "$cmd" = "replay --config $W2" ] && rb2=$b
+    cells+=("$(rate "$pkts" "$b") ($(rate "$pkts" "$w")-$(rate "$pkts" "$b")) [$(mps "$p")] $((r / 1024)) MB")
+  done
+  printf '%-6s %9s | %-7s | %-34s | %-34s | %-34s | %-34s\n' $name "$pkts" "$(rate "$pkts" "$tb")" "${cells[@]}"
+  if [ $name = scale ]; then
+    scale_ratio=$(python3 -c "print(f'{$rb1/$rb2:.2f}')")
+  fi
   if [ $name = flood ]; then
-    open=$(grep -o 'max_flows = [0-9]*' config/flowsentry.toml | grep -o '[0-9]*$')
+    open=$(grep -o '^max_flows = [0-9]*' config/flowsentry.toml | grep -o '[0-9]*$')
     [ "$open" -lt "$pkts" ] || open=$pkts
-    echo "flood: at most $open flows open at once; bytes per open flow (replay RSS - ${base} KB baseline) = $(( (rr - base) * 1024 / open )) B"
-    echo "flood: replay / tcpdump read rate = $(python3 -c "print(f'{$tb/$rb:.2f}')")x"
+    flood_line="flood: at most $open flows open at once; bytes per open flow (replay RSS - ${base} KB baseline) = $(( (rr1 - base) * 1024 / open )) B; replay / tcpdump read rate = $(python3 -c "print(f'{$tb/$rb1:.2f}')")x"
   fi
 done
+echo "$flood_line"
+echo "scale: replay with 2 workers / 1 worker (best wall-clock) = ${scale_ratio}x"
