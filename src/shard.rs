@@ -16,15 +16,15 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
-use crate::capture::{CaptureError, FileSource, Next};
+use crate::capture::{BlockSource, CaptureError, Next};
 use crate::decode::{self, PacketMeta};
 use crate::flow::{FlowConfig, FlowKey, FlowSink, FlowStats, FlowTable};
 use crate::pipeline::{PacketCounters, SWEEP_INTERVAL_US};
 
 /// Packets per batch handed to a worker.
-pub const BATCH_PACKETS: usize = 512;
+pub const BATCH_PACKETS: usize = 4096;
 /// Batches queued per worker before the reader waits.
-const QUEUE_BATCHES: usize = 16;
+const QUEUE_BATCHES: usize = 4;
 /// Most workers (`capture.workers`, `--workers`).
 pub const MAX_WORKERS: usize = 64;
 
@@ -111,7 +111,7 @@ fn work<S: ShardSink>(
 /// table is flushed (score what is left, send what is buffered). `progress` gets (bytes read,
 /// file length) now and then.
 pub fn run<S: ShardSink>(
-    src: &mut FileSource,
+    src: &mut BlockSource,
     cfg: FlowConfig,
     workers: usize,
     stop: Option<&AtomicBool>,

@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+pub mod blocks;
 pub mod sys;
+
+pub use blocks::BlockSource;
 
 /// One captured frame, borrowed from the source until the next call.
 #[derive(Clone, Copy, Debug)]

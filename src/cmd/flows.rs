@@ -12,7 +12,7 @@ use flowsentry::features::csv_out::CsvWriter;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use flowsentry::capture::FileSource;
+use flowsentry::capture::BlockSource;
 use flowsentry::features::FlowRecord;
 use flowsentry::flow::{Compat, FlowConfig, FlowSink};
 use flowsentry::pipeline::{self, FileSummary};
@@ -256,7 +256,7 @@ fn sharded(
     u64,
     BufWriter<Box<dyn Write + Send>>,
 )> {
-    let mut src = FileSource::open(&a.capture)?;
+    let mut src = BlockSource::open(&a.capture)?;
     let shared: SharedOut = Mutex::new((out, None));
     let rows = AtomicU64::new(0);
     let set = column_set(a.columns);

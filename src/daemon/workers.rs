@@ -257,12 +257,13 @@ fn host_loop(
 pub fn replay(
     cfg: &Config,
     scorer: Scorer,
-    mut src: FileSource,
+    src: FileSource,
     dispatcher: Dispatcher,
     control: &Control,
 ) -> Result<Summary, DaemonError> {
     let counters = Counters::default();
     let started = Instant::now();
+    let mut src = crate::capture::BlockSource::open(src.path())?;
     let hosts = cfg.host.enabled || cfg.sessions.enabled;
     let (tx, rx) = sync_channel::<HostBatch>(HOST_QUEUE_BATCHES);
     let (c, d) = (&counters, &dispatcher);

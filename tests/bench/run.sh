@@ -26,7 +26,7 @@ FLOOD=target/bench/synflood-2m.pcap
 [ -s "$FLOOD" ] || python3 tests/bench/synflood.py "$FLOOD" 2000000
 # The shipped config with 2 workers (model path made absolute: the copy lives elsewhere).
 W2=target/bench/workers2.toml
-sed -e 's/^workers = 1$/workers = 2/' -e "s|^path = \"../model/forest.json\"|path = \"$PWD/model/forest.json\"|" \
+sed -e 's/^workers = 1$/workers = 2/' -e "s|\"\.\./model/|\"$PWD/model/|" \
   config/flowsentry.toml > "$W2"
 grep -q '^workers = 2$' "$W2" || { echo "config/flowsentry.toml: no 'workers = 1' line to change" >&2; exit 1; }
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) (shared machines: expect noise; best of $RUNS and range shown)"
@@ -35,8 +35,12 @@ echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) (sh
 timeit() {
   local best="" worst="" rss=0 inproc=0 t r p
   for _ in $(seq "$RUNS"); do
-    /usr/bin/time -f "%e %M" -o target/bench/time.txt "$@" > /dev/null 2> target/bench/stderr.txt
-    read -r t r < target/bench/time.txt
+    local t0 t1
+    t0=$(date +%s%N)
+    /usr/bin/time -f "%M" -o target/bench/time.txt "$@" > /dev/null 2> target/bench/stderr.txt
+    t1=$(date +%s%N)
+    t=$(python3 -c "print(($t1 - $t0) / 1e9)")
+    read -r r < target/bench/time.txt
     best=$(python3 -c "print(min(float('$t'), float('${best:-$t}')))")
     worst=$(python3 -c "print(max(float('$t'), float('${worst:-$t}')))")
     [ "$r" -gt "$rss" ] && rss=$r
