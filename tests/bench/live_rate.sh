@@ -4,10 +4,10 @@
 # of WORKERS) captures on one end; tcpreplay sends a capture into the other, for about
 # SECONDS s per rate (--limit) or the whole capture LOOPS times at --topspeed; "Nx" runs N
 # tcpreplay processes at --topspeed at once (more than one tcpreplay can push). Prints, per
-# worker count and rate: packets sent, received by the kernel, kernel drops (and %), flows
+# worker count and rate: packets sent, received by the kernel, kernel drops (and % of packets received, which counts them), flows
 # scored, seconds and the rate achieved.
 # Needs root and tcpreplay. Usage: tests/bench/live_rate.sh [CAPTURE] [RATES...]
-#   env: WORKERS="1 2" SECONDS_PER_RATE=6 LOOPS=2
+#   env: WORKERS="1 2" SECONDS_PER_RATE=6 LOOPS=2 IMMEDIATE=true (the pre-issue-11 default)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 pcap=${1:-target/bench/scale-x4.pcap}
@@ -36,13 +36,14 @@ for ns in "$a" "$b"; do
 done
 ip -n "$a" link set fsr0 mtu 65535 up
 ip -n "$b" link set fsr1 mtu 65535 up
-echo "capture $pcap; $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "capture $pcap; immediate_mode = ${IMMEDIATE:-false}; $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-7s %-9s %10s %10s %8s %8s %8s %7s %9s\n' workers rate sent received dropped 'drop%' flows seconds 'sent/s'
 for workers in $workers_list; do
   cat > "$work/rate.toml" <<CFG
 [capture]
 interface = "fsr0"
 workers = $workers
+immediate_mode = ${IMMEDIATE:-false}
 [model]
 path = "$(pwd)/model/forest.json"
 [[alerts.sinks]]
@@ -75,7 +76,7 @@ CFG
     field() { echo "$line" | grep -o "$1=[0-9]*" | head -1 | cut -d= -f2; }
     recv=$(field kernel_received); drop=$(field kernel_dropped)
     printf '%-7s %-9s %10s %10s %8s %8s %8s %7.2f %9.0f\n' "$workers" "$rate" "$sent" "$recv" "$drop" \
-      "$(python3 -c "print(f'{100 * $drop / max($recv + $drop, 1):.3f}')")" "$(field scored)" "$secs" \
+      "$(python3 -c "print(f'{100 * $drop / max($recv, 1):.3f}')")" "$(field scored)" "$secs" \
       "$(echo "$sent / $secs" | bc -l)"
   done
 done
