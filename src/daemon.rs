@@ -444,8 +444,11 @@ pub fn replay(
     let scorer = Scorer::new(cfg, &format!("replay:{}", path.display()))?;
     let mut src = FileSource::open(path)?;
     let dispatcher = Dispatcher::new(build_sinks(cfg)?, cfg.alerts.queue_size);
-    if cfg.capture.workers > 1 && speed == Speed::Max {
-        return workers::replay(cfg, scorer, src, dispatcher, control);
+    if cfg.capture.workers > 1 {
+        if speed == Speed::Max {
+            return workers::replay(cfg, scorer, src, dispatcher, control);
+        }
+        tracing::info!("a paced replay (--speed) runs on one worker");
     }
     let counters = Counters::default();
     let mut pipe = Pipeline::new(cfg.flow_config());
