@@ -210,6 +210,14 @@ pub struct Counters {
     pub host_findings: AtomicU64,
     /// Session rules that fired.
     pub session_findings: AtomicU64,
+    /// The capped tables of the host stage, as last published by [`emit::Detect::publish`]:
+    /// entries now, entries removed to make room, events refused because the table was full.
+    pub host_entries: AtomicU64,
+    pub host_evicted: AtomicU64,
+    pub host_refused: AtomicU64,
+    pub session_entries: AtomicU64,
+    pub session_evicted: AtomicU64,
+    pub session_refused: AtomicU64,
     /// Alerts held back by aggregation, and dropped by suppress rules.
     pub folded: AtomicU64,
     pub suppressed: AtomicU64,
@@ -404,7 +412,7 @@ pub fn stats_line(
         skips.push_str(&format!(" skip_{}={n}", r.as_str()));
     }
     format!(
-        "packets={} bytes={} decoded={} kernel_dropped={} if_dropped={}{} flows_active={} flows_expired={} flows_closed={} flows_evicted={} flows_flushed={} scored={} findings_flow={} findings_host={} findings_session={} alerts={} folded={} suppressed={} sink_written={written} sink_errors={errors} sink_dropped={dropped} sink_failed={failed} sink_abandoned={abandoned}",
+        "packets={} bytes={} decoded={} kernel_dropped={} if_dropped={}{} flows_active={} flows_expired={} flows_closed={} flows_evicted={} flows_flushed={} scored={} findings_flow={} findings_host={} findings_session={} alerts={} folded={} suppressed={} hosts={} hosts_evicted={} hosts_refused={} sessions={} sessions_evicted={} sessions_refused={} sink_written={written} sink_errors={errors} sink_dropped={dropped} sink_failed={failed} sink_abandoned={abandoned}",
         p.frames,
         p.bytes,
         p.decoded,
@@ -423,6 +431,12 @@ pub fn stats_line(
         c.alerts.load(Ordering::Relaxed),
         c.folded.load(Ordering::Relaxed),
         c.suppressed.load(Ordering::Relaxed),
+        c.host_entries.load(Ordering::Relaxed),
+        c.host_evicted.load(Ordering::Relaxed),
+        c.host_refused.load(Ordering::Relaxed),
+        c.session_entries.load(Ordering::Relaxed),
+        c.session_evicted.load(Ordering::Relaxed),
+        c.session_refused.load(Ordering::Relaxed),
     )
 }
 

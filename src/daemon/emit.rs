@@ -51,6 +51,22 @@ impl Detect {
         }
     }
 
+    /// Copies the capped tables' counters to the shared counters (stats line, `/metrics`).
+    pub fn publish(&self, c: &Counters) {
+        if let Some(h) = &self.hosts {
+            let s = h.stats();
+            c.host_entries.store(s.hosts, Ordering::Relaxed);
+            c.host_evicted.store(s.evicted, Ordering::Relaxed);
+            c.host_refused.store(s.refused, Ordering::Relaxed);
+        }
+        if let Some(t) = &self.sessions {
+            let s = t.stats();
+            c.session_entries.store(s.entries, Ordering::Relaxed);
+            c.session_evicted.store(s.evicted, Ordering::Relaxed);
+            c.session_refused.store(s.refused, Ordering::Relaxed);
+        }
+    }
+
     /// Passes an alert through aggregation and suppression to the sinks.
     pub fn gate(&mut self, a: Alert, s: &Subject, now_us: i64, c: &Counters, d: &Dispatcher) {
         if s.detector == "host" && s.src.is_none() {
@@ -122,6 +138,7 @@ impl Emitter<'_> {
         }
         let f = self.detect.sessions.as_mut().and_then(|t| t.ended(r));
         self.session(f);
+        self.detect.publish(self.c);
     }
 }
 
@@ -157,6 +174,7 @@ impl FlowSink for Emitter<'_> {
                 self.judge_host(ip, &v, s.ts_us);
             }
         }
+        self.detect.publish(self.c);
     }
 
     fn replied(&mut self, r: &FlowReply) {

@@ -6,7 +6,7 @@
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full, Limited};
@@ -284,6 +284,28 @@ pub fn metrics_text(m: &Metrics) -> String {
         "Findings by detector, before aggregation.",
         &findings,
     );
+    let tables = |h: &AtomicU64, s: &AtomicU64| {
+        [("hosts", h), ("sessions", s)]
+            .map(|(t, n)| (format!("{{table=\"{t}\"}}"), n.load(Ordering::Relaxed)))
+    };
+    metric(
+        "host_stage_entries",
+        "gauge",
+        "Entries of the host stage's capped tables (hosts, source-service sessions).",
+        &tables(&c.host_entries, &c.session_entries),
+    );
+    metric(
+        "host_stage_evicted_total",
+        "counter",
+        "Entries removed to make room in a full table (single-flow hosts, idle sessions first).",
+        &tables(&c.host_evicted, &c.session_evicted),
+    );
+    metric(
+        "host_stage_refused_total",
+        "counter",
+        "Events not counted because a table was full of entries it keeps.",
+        &tables(&c.host_refused, &c.session_refused),
+    );
     metric(
         "host_scored_total",
         "counter",
@@ -526,7 +548,15 @@ mod tests {
 
     #[test]
     fn metrics_are_prometheus_text() {
-        let t = metrics_text(&metrics());
+        let m = metrics();
+        m.counters.session_evicted.store(7, Ordering::Relaxed);
+        m.counters.session_findings.store(2, Ordering::Relaxed);
+        m.counters.suppressed.store(5, Ordering::Relaxed);
+        let t = metrics_text(&m);
+        assert!(t.contains("flowsentry_host_stage_evicted_total{table=\"sessions\"} 7\n"));
+        assert!(t.contains("flowsentry_host_stage_entries{table=\"hosts\"} 0\n"));
+        assert!(t.contains("flowsentry_findings_total{detector=\"session\"} 2\n"));
+        assert!(t.contains("flowsentry_alerts_suppressed_total 5\n"));
         assert!(
             t.contains("# TYPE flowsentry_packets_total counter\nflowsentry_packets_total 0\n")
         );
