@@ -6,7 +6,7 @@ use std::fmt;
 use std::io::{self, Write};
 use std::net::IpAddr;
 
-use super::{Column, ColumnSet, FlowRecord, Kind};
+use super::{Column, ColumnSet, Feature, FlowRecord, Kind};
 
 /// A value printed the way the reference CSVs print it: whole numbers of integer columns without
 /// a decimal point, reals with one (`74.5`, `0.0`), and `Infinity` / `-Infinity` / `NaN`.
@@ -55,6 +55,12 @@ pub struct CsvWriter<W: Write> {
     /// The row being built (kept to reuse its allocation).
     buf: Vec<u8>,
     stamp: StampCache,
+    /// Columns from here on are feature values (and the label): the row's tail.
+    tail_from: usize,
+    /// The last short flow's tail: its values' bits and its text. A flood's one-packet flows
+    /// have the same tail row after row; it is formatted once.
+    tail_bits: Vec<u64>,
+    tail_text: Vec<u8>,
 }
 
 impl<W: Write> CsvWriter<W> {
@@ -94,6 +100,12 @@ impl<W: Write> CsvWriter<W> {
     ) -> Self {
         let columns = set.columns(label.is_some());
         let label = label.map(quote);
+        let tail_from = columns
+            .iter()
+            .rposition(|c| {
+                !matches!(c, Column::Value(f) if !f.is_identifier()) && *c != Column::Label
+            })
+            .map_or(0, |i| i + 1);
         CsvWriter {
             out,
             set,
@@ -103,7 +115,21 @@ impl<W: Write> CsvWriter<W> {
             rows: 0,
             buf: Vec::with_capacity(1024),
             stamp: StampCache::default(),
+            tail_from,
+            tail_bits: Vec::new(),
+            tail_text: Vec::new(),
         }
+    }
+
+    /// Whether `r`'s tail is the remembered one (bit for bit).
+    fn same_tail(&self, r: &FlowRecord) -> bool {
+        let tail = self.columns.get(self.tail_from..).unwrap_or_default();
+        !self.tail_text.is_empty()
+            && tail.len() == self.tail_bits.len()
+            && tail.iter().zip(&self.tail_bits).all(|(c, b)| match c {
+                Column::Value(f) => r.get(*f).to_bits() == *b,
+                _ => true,
+            })
     }
 
     /// Writes one row. The row is built in a reused buffer with integer (`itoa`) and float
@@ -112,7 +138,19 @@ impl<W: Write> CsvWriter<W> {
     pub fn write(&mut self, r: &FlowRecord) -> io::Result<()> {
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
-        for (i, c) in self.columns.iter().enumerate() {
+        // Flows of one or two packets: the tail may be the last one's (a flood).
+        let short = r.get(Feature::TotalFwdPackets) + r.get(Feature::TotalBwdPackets) <= 2.0;
+        let reuse = short && self.same_tail(r);
+        let end = if reuse {
+            self.tail_from
+        } else {
+            self.columns.len()
+        };
+        let mut tail_at = None;
+        for (i, c) in self.columns.iter().enumerate().take(end) {
+            if i == self.tail_from {
+                tail_at = Some(buf.len());
+            }
             if i > 0 {
                 buf.push(b',');
             }
@@ -134,6 +172,20 @@ impl<W: Write> CsvWriter<W> {
                 Column::Label => {
                     buf.extend_from_slice(self.label.as_deref().unwrap_or("").as_bytes())
                 }
+            }
+        }
+        if reuse {
+            buf.extend_from_slice(&self.tail_text);
+        } else if short && let Some(at) = tail_at {
+            self.tail_text.clear();
+            self.tail_text
+                .extend_from_slice(buf.get(at..).unwrap_or_default());
+            self.tail_bits.clear();
+            for c in self.columns.iter().skip(self.tail_from) {
+                self.tail_bits.push(match c {
+                    Column::Value(f) => r.get(*f).to_bits(),
+                    _ => 0,
+                });
             }
         }
         if let Some(seed) = self.community_id {
@@ -433,6 +485,62 @@ mod tests {
                 assert_eq!(row[i], "200");
             }
             assert_eq!(*row.last().unwrap(), "b\"");
+        }
+    }
+
+    /// A short flow's tail is reused only when it is the same: rows written one after another
+    /// equal rows each written by a fresh writer (no remembered tail), whatever changes between
+    /// them (identifiers, time, one value, long flows in between).
+    #[test]
+    fn a_remembered_tail_prints_what_formatting_prints() {
+        let base = |port: u16, t: i64, pkts: f64, iat: f64| {
+            let mut v = [0.0; NUM_FEATURES];
+            v[Feature::SrcPort as usize] = f64::from(port);
+            v[Feature::DstPort as usize] = 80.0;
+            v[Feature::Protocol as usize] = 6.0;
+            v[Feature::TotalFwdPackets as usize] = pkts;
+            v[Feature::FlowIatMean as usize] = iat;
+            v[Feature::FwdHeaderLength as usize] = 20.0;
+            FlowRecord {
+                src_ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, (port % 250) as u8)),
+                dst_ip: IpAddr::V4(Ipv4Addr::new(192, 168, 10, 50)),
+                src_port: port,
+                dst_port: 80,
+                protocol: 6,
+                start_us: t,
+                end_us: t,
+                end_reason: EndReason::Flushed,
+                frame_bytes: [60, 0],
+                values: v,
+            }
+        };
+        let rows = [
+            base(1000, 0, 1.0, 0.0),
+            base(1001, 5, 1.0, 0.0),
+            base(1002, 1_000_000, 1.0, 0.0),
+            base(1003, 7, 1.0, -0.0),
+            base(1004, 8, 2.0, 3.5),
+            base(1005, 9, 2.0, 3.5),
+            base(1006, 9, 40.0, 3.5),
+            base(1007, 9, 2.0, 3.5),
+            base(1008, 9, 1.0, 0.0),
+        ];
+        for set in [ColumnSet::Cic2017, ColumnSet::Cfm4] {
+            for label in [None, Some("x")] {
+                let mut w = CsvWriter::rows_only(Vec::new(), set, label, Some(0));
+                let mut want = Vec::new();
+                for r in &rows {
+                    w.write(r).unwrap();
+                    let mut fresh = CsvWriter::rows_only(Vec::new(), set, label, Some(0));
+                    fresh.write(r).unwrap();
+                    want.extend(fresh.finish().unwrap());
+                }
+                let got = w.finish().unwrap();
+                assert_eq!(
+                    String::from_utf8(got).unwrap(),
+                    String::from_utf8(want).unwrap()
+                );
+            }
         }
     }
 }
