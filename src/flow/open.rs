@@ -16,7 +16,7 @@ use crate::decode::{PacketMeta, tcp_flags as tf};
 use crate::features::{EndReason, FlowRecord};
 
 /// What a short flow keeps of one packet: exactly the fields [`FlowState`] reads.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Seen {
     ts_us: i64,
     wire_len: u32,
@@ -261,6 +261,75 @@ impl Flow {
     }
 }
 
+/// Everything a one-packet flow's record depends on but its endpoints and its time: two
+/// one-packet flows with the same `OnePacket` have the same record once those are put in
+/// ([`Flow::with_identity`]) — a flood's flows, one after another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OnePacket {
+    /// The packet, with its time and direction bit cleared.
+    seen: Seen,
+    first_fwd: bool,
+    v4: bool,
+    tcp: TcpState,
+    cumulative_us: i64,
+    protocol: u8,
+    reason: EndReason,
+    compat: Compat,
+    activity_timeout_us: i64,
+}
+
+impl Flow {
+    /// The [`OnePacket`] of a flow that has seen one packet.
+    pub fn one_packet(&self, key: &FlowKey, reason: EndReason, rules: Rules) -> Option<OnePacket> {
+        match self {
+            Flow::Short(s) if !s.two => Some(OnePacket {
+                seen: Seen {
+                    ts_us: 0,
+                    from_lo: false,
+                    ..s.first
+                },
+                first_fwd: s.first_fwd,
+                v4: s.v4,
+                tcp: s.tcp,
+                cumulative_us: s.cumulative_us,
+                protocol: key.protocol,
+                reason,
+                compat: rules.compat,
+                activity_timeout_us: rules.activity_timeout_us,
+            }),
+            _ => None,
+        }
+    }
+
+    /// `r`, the record of another one-packet flow with this flow's [`OnePacket`], with this
+    /// flow's endpoints and time put in: what [`Flow::finish`] gives (unit test).
+    pub fn with_identity(&self, key: &FlowKey, mut r: FlowRecord) -> FlowRecord {
+        let Flow::Short(s) = self else {
+            return r;
+        };
+        // As FlowState::new: the packet's source and destination, swapped when it is backward.
+        let (a, b) = if s.first.from_lo {
+            (&key.lo, &key.hi)
+        } else {
+            (&key.hi, &key.lo)
+        };
+        let (src, dst) = if s.first_fwd { (a, b) } else { (b, a) };
+        r.src_ip = ip_of(src, s.v4);
+        r.dst_ip = ip_of(dst, s.v4);
+        r.src_port = src.port;
+        r.dst_port = dst.port;
+        r.start_us = s.first.ts_us;
+        r.end_us = s.first.ts_us;
+        if let Some(v) = r.values.get_mut(crate::features::Feature::SrcPort as usize) {
+            *v = f64::from(src.port);
+        }
+        if let Some(v) = r.values.get_mut(crate::features::Feature::DstPort as usize) {
+            *v = f64::from(dst.port);
+        }
+        r
+    }
+}
+
 impl Short {
     /// Forward if the packet's source is the flow's forward endpoint (as [`FlowState`] decides).
     fn is_forward(&self, key: &FlowKey, p: &PacketMeta) -> bool {
@@ -391,5 +460,90 @@ mod tests {
             "{}",
             std::mem::size_of::<Flow>()
         );
+    }
+
+    /// A one-packet flow's record made from another's with the same [`OnePacket`] equals its
+    /// own: every field, every value bit, for both directions, IPv4 and IPv6, TCP and ICMP.
+    #[test]
+    fn one_packet_records_are_the_same_but_for_identity() {
+        let rules = Rules {
+            activity_timeout_us: 5_000_000,
+            compat: Compat::Corrected,
+        };
+        let mut checked = 0;
+        for v4 in [true, false] {
+            for from_a in [true, false] {
+                for flags in [tf::SYN, tf::SYN | tf::ACK, tf::RST] {
+                    for icmp in [false, true] {
+                        let mk = |ts: i64, sport: u16, host: u8| {
+                            let mut p = pkt(ts, from_a, flags, 0, v4);
+                            (p.transport_header_len, p.tcp_window) = (20, 1000);
+                            p.src_port = sport;
+                            // Host 1 sorts above the destination, host 200 below: the two
+                            // flows' keys hold the sender on opposite sides.
+                            let low = host > 100;
+                            if p.src_ip.is_ipv4() {
+                                let first = if low { 9 } else { 11 };
+                                p.src_ip = IpAddr::V4(Ipv4Addr::new(first, 9, 0, host));
+                            } else {
+                                let net = if low { "2001:db7" } else { "2001:db9" };
+                                p.src_ip = format!("{net}::9:{host}").parse().unwrap();
+                            }
+                            if icmp {
+                                (p.protocol, p.src_port, p.dst_port, p.icmp_type) = (1, 0, 0, 8);
+                            }
+                            p
+                        };
+                        let (pa, pb) = (mk(1_000, 40_000, 1), mk(9_999_999, 1_234, 200));
+                        let flow = |p: &PacketMeta| {
+                            let (key, src_is_lo) = FlowKey::of(p);
+                            let synack = p.tcp_flags & tf::ACK != 0;
+                            let fwd_is_lo = if synack { !src_is_lo } else { src_is_lo };
+                            (Flow::new(7, p, src_is_lo, !synack, fwd_is_lo), key)
+                        };
+                        let ((fa, ka), (fb, kb)) = (flow(&pa), flow(&pb));
+                        let reason = EndReason::Evicted;
+                        let (oa, ob) = (
+                            fa.one_packet(&ka, reason, rules),
+                            fb.one_packet(&kb, reason, rules),
+                        );
+                        assert!(oa.is_some() && oa == ob);
+                        assert_ne!(FlowKey::of(&pa).1, FlowKey::of(&pb).1, "sides");
+                        let want = fb.finish(&kb, reason, rules);
+                        let got = fb.with_identity(&kb, fa.finish(&ka, reason, rules));
+                        assert_eq!(
+                            (
+                                got.src_ip,
+                                got.dst_ip,
+                                got.src_port,
+                                got.dst_port,
+                                got.protocol
+                            ),
+                            (
+                                want.src_ip,
+                                want.dst_ip,
+                                want.src_port,
+                                want.dst_port,
+                                want.protocol
+                            )
+                        );
+                        assert_eq!((got.start_us, got.end_us), (want.start_us, want.end_us));
+                        assert_eq!(
+                            (got.end_reason, got.frame_bytes),
+                            (want.end_reason, want.frame_bytes)
+                        );
+                        for (x, y) in got.values.iter().zip(&want.values) {
+                            assert_eq!(
+                                x.to_bits(),
+                                y.to_bits(),
+                                "v4 {v4} from_a {from_a} flags {flags}"
+                            );
+                        }
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 24);
     }
 }

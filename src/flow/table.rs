@@ -15,10 +15,10 @@ use std::hash::BuildHasher;
 use hashbrown::HashTable;
 
 use super::key::{Endpoint, FlowKey};
-use super::open::{Flow, Rules};
+use super::open::{Flow, OnePacket, Rules};
 use super::{Compat, FlowClose, FlowConfig, FlowReply, FlowSink, FlowStart, FlowStats, TcpState};
 use crate::decode::{PacketMeta, tcp_flags as tf};
-use crate::features::EndReason;
+use crate::features::{EndReason, FlowRecord};
 
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_ICMP: u8 = 1;
@@ -70,6 +70,9 @@ pub struct FlowTable {
     continuation_order: VecDeque<(i64, FlowKey)>,
     next_id: u64,
     stats: FlowStats,
+    /// The last one-packet flow's record: the next with the same [`OnePacket`] only needs its
+    /// endpoints and time put in (a flood: one finalisation instead of a million).
+    one: Option<(OnePacket, FlowRecord)>,
 }
 
 impl FlowTable {
@@ -86,6 +89,7 @@ impl FlowTable {
             continuation_order: VecDeque::new(),
             next_id: 0,
             stats: FlowStats::default(),
+            one: None,
         }
     }
 
@@ -391,11 +395,11 @@ impl FlowTable {
             })
             .collect();
         order.sort_unstable();
-        let rules = self.rules();
         for (_, _, i) in order {
             if let Some(s) = self.slab.get_mut(i as usize).and_then(Option::take) {
                 self.stats.flushed += 1;
-                emit.ended(s.flow.finish(&s.key, EndReason::Flushed, rules));
+                let r = self.record(&s, EndReason::Flushed);
+                emit.ended(r);
             }
         }
         self.slab = Vec::new();
@@ -405,6 +409,22 @@ impl FlowTable {
         self.continuations.clear();
         self.continuation_order.clear();
         self.lingering.clear();
+    }
+
+    /// The record of a finished flow (from the last one-packet flow's when it can).
+    fn record(&mut self, s: &Slot, reason: EndReason) -> FlowRecord {
+        let rules = self.rules();
+        let Some(k) = s.flow.one_packet(&s.key, reason, rules) else {
+            return s.flow.finish(&s.key, reason, rules);
+        };
+        match &self.one {
+            Some((last, r)) if *last == k => s.flow.with_identity(&s.key, r.clone()),
+            _ => {
+                let r = s.flow.finish(&s.key, reason, rules);
+                self.one = Some((k, r.clone()));
+                r
+            }
+        }
     }
 
     fn finish(&mut self, s: &Slot, reason: EndReason, emit: &mut impl FlowSink) {
@@ -423,7 +443,8 @@ impl FlowTable {
             self.stats.dropped_single += 1;
             return;
         }
-        emit.ended(s.flow.finish(&s.key, reason, self.rules()));
+        let r = self.record(s, reason);
+        emit.ended(r);
     }
 
     fn start_flow(
