@@ -1,5 +1,6 @@
-//! Workers for capture files (`capture.workers`, `flows --workers`): the calling thread reads
-//! and decodes frames and hands each packet to one of N worker threads by the flow key's
+//! Workers for capture files (`capture.workers`, `flows --workers`): an I/O thread reads the
+//! file in blocks ([`BlockSource`]), the calling thread decodes the frames and hands each
+//! packet to one of N worker threads by the flow key's
 //! symmetric hash ([`FlowKey::symmetric_hash`]: both directions of a flow reach the same
 //! worker); each worker owns a [`FlowTable`] and a sink of its own, made on its thread.
 //!
@@ -7,8 +8,8 @@
 //! capture order, and the sweeps that expire flows (every [`SWEEP_INTERVAL_US`] of packet
 //! time) are sent to every worker at the packet where a single pipeline runs them, so timeouts,
 //! TCP linger and continuations fall at the same packets. Only the cap differs: each table
-//! holds `max_flows / N`, and evicts its own oldest flow (the test
-//! `tests/workers.rs` compares the flow sets of 1 and 2 workers on real captures).
+//! holds `max_flows / N`, and evicts its own oldest flow (`tests/workers.rs` and
+//! `tests/shared_captures.rs` compare the flow sets of 1, 2 and 3 workers on real captures).
 //!
 //! Packets travel in batches of [`BATCH_PACKETS`] over bounded channels (the reader waits
 //! when a worker falls behind: nothing is dropped).

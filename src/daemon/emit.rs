@@ -131,7 +131,7 @@ impl Emitter<'_> {
 
 impl Emitter<'_> {
     /// A finished flow, as the host context and the session rules see it (no scoring). With
-    /// workers ([`super::workers`]) only flows [`context_reads`] reaches them.
+    /// workers (`daemon::workers`) only flows [`context_reads`] reaches them.
     pub fn context_ended(&mut self, r: &FlowRecord) {
         if let Some(h) = &mut self.detect.hosts {
             h.ended(r);

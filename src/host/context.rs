@@ -3,7 +3,7 @@
 //! event; the table of hosts is capped and what the cap costs is counted.
 //!
 //! A host enters the table at its second flow. Until then its first flow's events wait in a
-//! fixed-size array of single-flow hosts ([`Pending`], direct-mapped by a seeded hash of the
+//! fixed-size array of single-flow hosts (`Pending`, direct-mapped by a seeded hash of the
 //! address), and are replayed into a new entry, in order, when the second flow comes: a host
 //! with two flows or more has exactly the values it would have had in the table from its
 //! first flow (unit test `pending_hosts_end_up_with_the_same_vectors`), while the spoofed
@@ -54,7 +54,7 @@ impl Default for HostConfig {
 pub struct HostStats {
     /// Hosts tracked now.
     pub hosts: u64,
-    /// Single-flow hosts remembered outside the table (see [`Pending`]).
+    /// Single-flow hosts remembered outside the table (the pending array).
     pub pending: u64,
     /// Hosts removed to make room (single-flow hosts first, e.g. spoofed sources): from the
     /// table, or overwritten in the pending array.
