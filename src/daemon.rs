@@ -226,6 +226,15 @@ pub struct Counters {
     pub if_dropped: AtomicU64,
 }
 
+impl Counters {
+    /// The kernel's capture counters (pcap stats), as last read.
+    pub fn set_kernel(&self, k: &crate::capture::LiveStats) {
+        self.kernel_received.store(k.received, Ordering::Relaxed);
+        self.kernel_dropped.store(k.dropped, Ordering::Relaxed);
+        self.if_dropped.store(k.if_dropped, Ordering::Relaxed);
+    }
+}
+
 /// Builds the configured sinks. Any sink that cannot start (unwritable file, no syslog socket)
 /// is an error: the daemon refuses to start half-configured.
 pub fn build_sinks(cfg: &Config) -> Result<Vec<Box<dyn Sink>>, DaemonError> {
@@ -620,11 +629,7 @@ pub fn run(
             pipe.tick(now_us(), &mut emit);
             idle = true;
             if let Ok(s) = src.stats() {
-                counters
-                    .kernel_received
-                    .store(s.received, Ordering::Relaxed);
-                counters.kernel_dropped.store(s.dropped, Ordering::Relaxed);
-                counters.if_dropped.store(s.if_dropped, Ordering::Relaxed);
+                counters.set_kernel(&s);
             }
             if let Ok(mut p) = metrics.packets.write() {
                 *p = (pipe.counters(), pipe.flow_stats());
@@ -648,11 +653,7 @@ pub fn run(
     }
     notify(&[sd_notify::NotifyState::Stopping]);
     if let Ok(s) = src.stats() {
-        counters
-            .kernel_received
-            .store(s.received, Ordering::Relaxed);
-        counters.kernel_dropped.store(s.dropped, Ordering::Relaxed);
-        counters.if_dropped.store(s.if_dropped, Ordering::Relaxed);
+        counters.set_kernel(&s);
     }
     let mut emit = scorer.emitter(&mut batch, &mut detect, &counters, &dispatcher);
     pipe.flush(&mut emit);

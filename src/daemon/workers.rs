@@ -490,15 +490,7 @@ pub fn run_live(
                 );
             }
             let t = live_totals(&shares);
-            counters
-                .kernel_received
-                .store(t.kernel.received, Ordering::Relaxed);
-            counters
-                .kernel_dropped
-                .store(t.kernel.dropped, Ordering::Relaxed);
-            counters
-                .if_dropped
-                .store(t.kernel.if_dropped, Ordering::Relaxed);
+            counters.set_kernel(&t.kernel);
             if let Ok(mut p) = metrics.packets.write() {
                 *p = (t.packets, t.flows);
             }
@@ -542,15 +534,7 @@ pub fn run_live(
             );
         }
     }
-    counters
-        .kernel_received
-        .store(t.kernel.received, Ordering::Relaxed);
-    counters
-        .kernel_dropped
-        .store(t.kernel.dropped, Ordering::Relaxed);
-    counters
-        .if_dropped
-        .store(t.kernel.if_dropped, Ordering::Relaxed);
+    counters.set_kernel(&t.kernel);
     dispatcher.shutdown(cfg.alerts.shutdown_timeout());
     let line = stats_line(&t.packets, &t.flows, &counters, &dispatcher);
     tracing::info!("final stats {line} kernel_received={}", t.kernel.received);
