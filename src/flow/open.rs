@@ -212,6 +212,13 @@ impl Flow {
             Flow::Full(f) => f.fin_both_ways(),
         }
     }
+    /// The packet comes from the flow's forward side (the side that opened it).
+    pub fn is_forward(&self, key: &FlowKey, p: &PacketMeta) -> bool {
+        match self {
+            Flow::Short(s) => s.is_forward(key, p),
+            Flow::Full(f) => f.is_forward(p),
+        }
+    }
     /// The backward side has sent a packet (the flow record will count backward packets).
     pub fn answered(&self) -> bool {
         match self {

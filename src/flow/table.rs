@@ -14,7 +14,7 @@ use std::hash::BuildHasher;
 
 use hashbrown::HashTable;
 
-use super::key::{Endpoint, FlowKey};
+use super::key::FlowKey;
 use super::open::{Flow, OnePacket, Rules};
 use super::{Compat, FlowClose, FlowConfig, FlowReply, FlowSink, FlowStart, FlowStats, TcpState};
 use crate::decode::{PacketMeta, tcp_flags as tf};
@@ -295,9 +295,7 @@ impl FlowTable {
         let now_ready = flow.tcp() == TcpState::ReadyForTermination;
         let id = flow.id() as u32;
         let close = (!was_ready && now_ready).then(|| {
-            let fwd = if flow.fwd_is_lo() { &key.lo } else { &key.hi };
-            let from_opener = *fwd == Endpoint::new(p.src_ip, p.src_port);
-            let (opener_ip, responder_ip, responder_port) = if from_opener {
+            let (opener_ip, responder_ip, responder_port) = if flow.is_forward(&key, &p) {
                 (p.src_ip, p.dst_ip, p.dst_port)
             } else {
                 (p.dst_ip, p.src_ip, p.src_port)

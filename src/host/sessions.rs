@@ -119,39 +119,15 @@ pub struct SessionFinding {
     pub window_s: f64,
 }
 
-/// The last `RING` event times.
+/// The latest `RING` of a set of event times: answer times of the sessions open now, or end
+/// times of attempt-sized sessions.
 #[derive(Clone, Copy, Debug, Default)]
-struct Times {
-    t: [i64; RING],
-    n: u8,
-    next: u8,
-}
-
-impl Times {
-    fn push(&mut self, ts: i64) {
-        self.t[usize::from(self.next)] = ts;
-        self.next = (self.next + 1) % RING as u8;
-        self.n = (self.n + 1).min(RING as u8);
-    }
-    fn since(&self, from: i64) -> u32 {
-        self.t[..usize::from(self.n)]
-            .iter()
-            .filter(|&&t| t >= from)
-            .count() as u32
-    }
-    fn is_empty(&self) -> bool {
-        self.n == 0
-    }
-}
-
-/// Answer times of the sessions open now (the latest `RING` of them).
-#[derive(Clone, Copy, Debug, Default)]
-struct OpenSet {
+struct TimeSet {
     t: [i64; RING],
     n: u8,
 }
 
-impl OpenSet {
+impl TimeSet {
     fn insert(&mut self, ts: i64) {
         if usize::from(self.n) == RING {
             // Full: forget the oldest (it is the least recent either way).
@@ -187,14 +163,17 @@ impl OpenSet {
             .filter(|&&t| t >= from)
             .count() as u32
     }
+    fn is_empty(&self) -> bool {
+        self.n == 0
+    }
 }
 
 #[derive(Clone, Debug, Default)]
 struct Entry {
     open: u32,
     last_us: i64,
-    open_at: OpenSet,
-    attempts: Times,
+    open_at: TimeSet,
+    attempts: TimeSet,
 }
 
 impl Entry {
@@ -375,7 +354,7 @@ impl SessionRules {
         if release {
             e.release(r.start_us, ts);
         }
-        e.attempts.push(ts);
+        e.attempts.insert(ts);
         if e.attempts.since(ts - window_us) < attempts {
             return None;
         }
