@@ -70,16 +70,16 @@ pub struct Scorer {
 
 impl Scorer {
     pub fn new(cfg: &Config, iface: &str) -> Result<Scorer, DaemonError> {
-        let model = Model::load(&cfg.model.path)?;
+        // A model the learning period produced replaces the shipped one (`[learning]`).
+        let path = cfg.learning.learned_model().unwrap_or(&cfg.model.path);
+        let model = Model::load(path)?;
         let threshold = cfg.model.threshold.unwrap_or(model.threshold());
         Ok(Scorer {
             cache: RefCell::new(model.score_cache()),
             origin: Origin {
                 sensor: cfg.sensor.name.clone(),
                 in_iface: iface.to_string(),
-                model: cfg
-                    .model
-                    .path
+                model: path
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default(),
@@ -140,6 +140,9 @@ impl Scorer {
         d: &Dispatcher,
     ) {
         let mut scores = [0.0; BATCH];
+        if let Some(l) = detect.learn.as_mut() {
+            l.offer(batch);
+        }
         for chunk in batch.chunks(BATCH) {
             let scores = &mut scores[..chunk.len()];
             match self.cache.try_borrow_mut() {
@@ -313,6 +316,7 @@ pub struct Metrics {
 
 pub mod emit;
 pub mod http;
+pub mod learning;
 pub mod preflight;
 mod workers;
 
@@ -464,7 +468,7 @@ pub fn replay(
     control: &Control,
 ) -> Result<Summary, DaemonError> {
     preflight_or_refuse(cfg, false)?;
-    let scorer = Scorer::new(cfg, &format!("replay:{}", path.display()))?;
+    let mut scorer = Scorer::new(cfg, &format!("replay:{}", path.display()))?;
     let mut src = FileSource::open(path)?;
     let dispatcher = Dispatcher::new(build_sinks(cfg)?, cfg.alerts.queue_size);
     if cfg.capture.workers > 1 {
@@ -480,8 +484,8 @@ pub fn replay(
     let mut damaged = None;
     let mut batch = Vec::with_capacity(BATCH);
     let mut detect = emit::Detect::new(cfg);
+    detect.learn = learning::start(cfg, &scorer);
     let mut interrupted = false;
-    let mut emit = scorer.emitter(&mut batch, &mut detect, &counters, &dispatcher);
     loop {
         if control.stop.load(Ordering::Relaxed) {
             interrupted = true;
@@ -505,7 +509,11 @@ pub fn replay(
                         break;
                     }
                 }
+                let mut emit = scorer.emitter(&mut batch, &mut detect, &counters, &dispatcher);
                 pipe.frame(&f, &mut emit);
+                if detect.learn.is_some() {
+                    learning::swap_in(&mut detect, &mut scorer, true);
+                }
             }
             Ok(Next::End) | Ok(Next::Timeout) => break,
             Err(e) => {
@@ -514,8 +522,13 @@ pub fn replay(
             }
         }
     }
+    let mut emit = scorer.emitter(&mut batch, &mut detect, &counters, &dispatcher);
     pipe.flush(&mut emit);
     scorer.score_batch(&mut batch, &mut detect, &counters, &dispatcher);
+    learning::swap_in(&mut detect, &mut scorer, true);
+    if let Some(l) = learning::progress(&detect, cfg) {
+        tracing::info!("{l}: the learning period is not over, no model learned");
+    }
     // Drain (bounded), then the stats: they count every event's outcome.
     dispatcher.shutdown(cfg.alerts.shutdown_timeout());
     tracing::info!(
@@ -595,6 +608,7 @@ pub fn run(
     let mut error = None;
     let mut batch = Vec::with_capacity(BATCH);
     let mut detect = emit::Detect::new(&cfg);
+    detect.learn = learning::start(&cfg, &scorer);
     loop {
         if control.stop.load(Ordering::Relaxed) {
             break;
@@ -631,6 +645,11 @@ pub fn run(
             if let Ok(s) = src.stats() {
                 counters.set_kernel(&s);
             }
+            if learning::swap_in(&mut detect, &mut scorer, false)
+                && let Ok(mut m) = metrics.scorer.write()
+            {
+                *m = scorer.model.clone();
+            }
             if let Ok(mut p) = metrics.packets.write() {
                 *p = (pipe.counters(), pipe.flow_stats());
             }
@@ -648,6 +667,9 @@ pub fn run(
             last_stats = Instant::now();
             let line = stats_line(&pipe.counters(), &pipe.flow_stats(), &counters, &dispatcher);
             tracing::info!("stats {line}");
+            if let Some(l) = learning::progress(&detect, &cfg) {
+                tracing::info!("{l}");
+            }
             notify(&[sd_notify::NotifyState::Status(&line)]);
         }
     }
@@ -658,6 +680,8 @@ pub fn run(
     let mut emit = scorer.emitter(&mut batch, &mut detect, &counters, &dispatcher);
     pipe.flush(&mut emit);
     scorer.score_batch(&mut batch, &mut detect, &counters, &dispatcher);
+    // A model in training is finished and saved (training takes about a second).
+    learning::swap_in(&mut detect, &mut scorer, true);
     // Drain (bounded), then the final stats: they count every event's outcome.
     dispatcher.shutdown(cfg.alerts.shutdown_timeout());
     let line = stats_line(&pipe.counters(), &pipe.flow_stats(), &counters, &dispatcher);

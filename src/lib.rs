@@ -13,6 +13,9 @@
 //! - [`flow`]: the bidirectional flow table, expiry and per-flow accumulators.
 //! - [`features`]: the feature schema (defined once) and the finished [`features::FlowRecord`].
 //! - [`forest`]: the Isolation Forest model: format, loading, scoring, training.
+//! - [`host`]: host context (per-source and per-destination windows), the host detector and
+//!   the session rules (brute force, connection exhaustion).
+//! - [`learn`]: the optional learning period: a sample of the site's flows, a site model.
 //! - [`eval`]: metrics, threshold tuning and plots for `evaluate`.
 //! - [`alert`]: alert sinks (JSON lines, syslog, stdout).
 //! - [`config`]: the daemon's TOML configuration.
@@ -29,6 +32,7 @@ pub mod features;
 pub mod flow;
 pub mod forest;
 pub mod host;
+pub mod learn;
 pub mod pipeline;
 pub mod readfile;
 pub mod shard;

@@ -7,10 +7,9 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use flowsentry::features::{Feature, dataset};
-use flowsentry::forest::train::{self, Matrix, Params};
-use flowsentry::forest::{
-    self, FORMAT, FORMAT_VERSION, Model, ModelFile, Provenance, TrainingFile, Transform, sets,
-};
+use flowsentry::forest::fit;
+use flowsentry::forest::train::{self, Params};
+use flowsentry::forest::{self, Model, TrainingFile, Transform, sets};
 use sha2::{Digest, Sha256};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -202,47 +201,37 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     if rows < 2 {
         bail!("only {rows} training rows after filtering; need at least 2");
     }
-    let x: Vec<f32> = ds
-        .values
-        .iter()
-        .zip(transforms.iter().cycle())
-        .map(|(v, t)| t.apply(forest::clean(*v)) as f32)
-        .collect();
-    let matrix = Matrix {
-        data: &x,
-        cols: features.len(),
-    };
     let bar = std::io::stderr()
         .is_terminal()
         .then(|| indicatif::ProgressBar::new(a.trees as u64));
-    let (trees, max_samples) = train::grow(
-        &matrix,
+    let mut file = fit::fit(
+        &ds.values,
+        &features,
+        &transforms,
         Params {
             trees: a.trees,
             sample_size: a.sample_size,
             seed: a.seed,
         },
+        &format!("flowsentry {} train", env!("CARGO_PKG_VERSION")),
         |t| {
             if let Some(b) = &bar {
                 b.set_position(t as u64);
             }
         },
-    );
+    )
+    .map_err(anyhow::Error::msg)?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let mut files = Vec::new();
     for (p, n) in &ds.files {
-        files.push(TrainingFile {
+        file.provenance.training_files.push(TrainingFile {
             path: p.display().to_string(),
             sha256: sha256(p)?,
             rows: *n,
         });
     }
-    let mut params = serde_json::Map::new();
-    params.insert("trees".into(), a.trees.into());
-    params.insert("sample_size".into(), a.sample_size.into());
-    params.insert("seed".into(), a.seed.into());
+    let params = &mut file.provenance.params;
     params.insert(
         "feature_set".into(),
         a.features.clone().unwrap_or(a.feature_set.clone()).into(),
@@ -259,25 +248,6 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     if sampled {
         params.insert("max_rows".into(), a.max_rows.into());
     }
-    let mut file = ModelFile {
-        format: FORMAT.into(),
-        version: FORMAT_VERSION,
-        features: features.iter().map(|f| f.name().to_string()).collect(),
-        transforms,
-        max_samples: max_samples as u64,
-        offset: -0.5,
-        threshold: 0.5,
-        trees,
-        provenance: Provenance {
-            trainer: format!("flowsentry {} train", env!("CARGO_PKG_VERSION")),
-            created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            training_files: files,
-            rows_used: rows as u64,
-            params,
-            notes: String::new(),
-        },
-        quantiles: Some(forest::Quantiles::compute(&ds.values, features.len())),
-    };
     if let Some(c) = contamination {
         let model = Model::from_file(file.clone()).map_err(anyhow::Error::msg)?;
         let mut scores = vec![0.0; rows];
@@ -296,12 +266,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 "warning: {n} calibration rows are too few for a {budget} budget (not one row may alert); the threshold is the highest calibration score"
             );
         }
-        let model = Model::from_file(file.clone()).map_err(anyhow::Error::msg)?;
-        let mut scores = vec![0.0; n];
-        model.score_rows(values, &mut scores);
-        file.threshold = train::quantile_threshold(&scores, budget);
-        file.offset = -file.threshold;
-        let over = scores.iter().filter(|s| **s > file.threshold).count();
+        let over = fit::calibrate(&mut file, values, budget).map_err(anyhow::Error::msg)?;
         file.provenance.notes = format!(
             "threshold from a false-alarm budget of {budget}: {over} of {what} score above it"
         );

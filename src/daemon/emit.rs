@@ -30,6 +30,8 @@ pub struct Detect {
     /// Destinations under a flood alert, until when (flow time): flow alerts toward them are
     /// folded into the flood alert (a reflection flood has thousands of sources).
     flooded: HashMap<IpAddr, i64>,
+    /// The learning period, while it runs (`[learning]`; set by `run` and `replay`).
+    pub learn: Option<crate::learn::Learner>,
 }
 
 impl Detect {
@@ -48,6 +50,7 @@ impl Detect {
                 cfg.alerts.suppress.clone(),
             ),
             flooded: HashMap::new(),
+            learn: None,
         }
     }
 
@@ -69,6 +72,12 @@ impl Detect {
 
     /// Passes an alert through aggregation and suppression to the sinks.
     pub fn gate(&mut self, a: Alert, s: &Subject, now_us: i64, c: &Counters, d: &Dispatcher) {
+        // A source named by a host or session alert does not teach the learning period.
+        if s.detector != "flow"
+            && let (Some(ip), Some(l)) = (s.src, self.learn.as_mut())
+        {
+            l.forget(ip);
+        }
         if s.detector == "host" && s.src.is_none() {
             if self.flooded.len() >= 10_000 {
                 self.flooded.retain(|_, until| *until > now_us);

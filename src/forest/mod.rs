@@ -3,6 +3,7 @@
 //! ([`train`]). A finished [`FlowRecord`] goes in; an anomaly score in (0, 1] comes out.
 
 mod cache;
+pub mod fit;
 pub mod quantiles;
 pub mod sets;
 pub mod train;

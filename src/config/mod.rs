@@ -11,6 +11,9 @@ use thiserror::Error;
 
 use crate::flow::{Compat, FlowConfig};
 
+mod learning;
+pub use learning::LearningSection;
+
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("{path}: cannot read config: {source}")]
@@ -45,6 +48,7 @@ pub struct Config {
     pub model: ModelSection,
     pub host: HostSection,
     pub sessions: SessionsSection,
+    pub learning: LearningSection,
     pub alerts: AlertsSection,
     pub logging: LoggingSection,
     pub stats: StatsSection,
@@ -443,6 +447,7 @@ pub fn parse_unchecked(text: &str, path: &Path) -> Result<(Config, Vec<String>),
         }
     };
     resolve(&mut cfg.model.path);
+    resolve(&mut cfg.learning.output);
     match cfg.host.model.as_mut() {
         Some(p) => resolve(p),
         None => {
@@ -549,6 +554,7 @@ impl Config {
                 ));
             }
         }
+        self.learning.problems(self, &mut p);
         let ss = &self.sessions;
         let ring = crate::host::sessions::RING as u32;
         for (name, v) in [("parallel", ss.parallel), ("attempts", ss.attempts)] {
