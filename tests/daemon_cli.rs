@@ -3,6 +3,8 @@
 //! replay still scores the open flows.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -213,33 +215,6 @@ fn unsafe_free_kill(pid: u32, sig: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// A classic pcap of UDP frames at the given times (µs since the epoch).
-fn udp_pcap(path: &Path, times_us: &[i64]) {
-    let mut b = Vec::new();
-    for v in [0xa1b2_c3d4u32, 0x0004_0002, 0, 0, 65535, 1] {
-        if v == 0x0004_0002 {
-            b.extend_from_slice(&2u16.to_le_bytes());
-            b.extend_from_slice(&4u16.to_le_bytes());
-        } else {
-            b.extend_from_slice(&v.to_le_bytes());
-        }
-    }
-    let mut frame = vec![0u8; 12];
-    frame.extend_from_slice(&[0x08, 0x00]);
-    frame.extend_from_slice(&[
-        0x45, 0, 0, 29, 0, 1, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
-    ]);
-    frame.extend_from_slice(&[0x30, 0x39, 0x00, 0x35, 0, 9, 0, 0, 0x61]);
-    for t in times_us {
-        b.extend_from_slice(&((t / 1_000_000) as u32).to_le_bytes());
-        b.extend_from_slice(&((t % 1_000_000) as u32).to_le_bytes());
-        b.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-        b.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-        b.extend_from_slice(&frame);
-    }
-    std::fs::write(path, b).unwrap();
-}
-
 fn wait_timeout(
     child: &mut std::process::Child,
     limit: Duration,
@@ -261,7 +236,13 @@ fn sigterm_during_a_long_gap_ends_replay_at_once_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let pcap = dir.path().join("gap.pcap");
     // Two packets an hour apart: at 1x the replay sleeps through the gap.
-    udp_pcap(&pcap, &[1_500_000_000_000_000, 1_500_003_600_000_000]);
+    common::udp_pcap(
+        &pcap,
+        &[
+            (1_500_000_000_000_000, 12345),
+            (1_500_003_600_000_000, 12345),
+        ],
+    );
     let mut child = Command::new(bin())
         .args(["replay", "--speed", "1x"])
         .arg(&pcap)

@@ -4,6 +4,8 @@
 //! names does not teach the model.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -141,43 +143,16 @@ fn learning_refuses_settings_it_cannot_honour() {
     }
 }
 
-/// A classic pcap of one-packet UDP flows (10.0.0.1:port -> 10.0.0.2:53), one every
-/// `every_us`, each from the next source port.
-fn udp_flows_pcap(path: &Path, n: u16, every_us: i64) {
-    let mut b = Vec::new();
-    for v in [0xa1b2_c3d4u32, 0x0004_0002, 0, 0, 65535, 1] {
-        if v == 0x0004_0002 {
-            b.extend_from_slice(&2u16.to_le_bytes());
-            b.extend_from_slice(&4u16.to_le_bytes());
-        } else {
-            b.extend_from_slice(&v.to_le_bytes());
-        }
-    }
-    for i in 0..n {
-        let t = 1_700_000_000_000_000 + i64::from(i) * every_us;
-        let mut frame = vec![0u8; 12];
-        frame.extend_from_slice(&[0x08, 0x00]);
-        frame.extend_from_slice(&[
-            0x45, 0, 0, 29, 0, 1, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
-        ]);
-        frame.extend_from_slice(&(10_000 + i).to_be_bytes());
-        frame.extend_from_slice(&[0x00, 0x35, 0, 9, 0, 0, 0x61]);
-        b.extend_from_slice(&((t / 1_000_000) as u32).to_le_bytes());
-        b.extend_from_slice(&((t % 1_000_000) as u32).to_le_bytes());
-        b.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-        b.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-        b.extend_from_slice(&frame);
-    }
-    std::fs::write(path, b).unwrap();
-}
-
 #[test]
 fn the_learned_model_takes_over_at_the_end_of_the_period_in_a_replay() {
     let dir = tempfile::tempdir().unwrap();
     let pcap = dir.path().join("udp.pcap");
     // 1,500 flows, one every 50 ms: each ends on a 5 s idle timeout while later ones
     // still arrive, so the period ends mid-capture.
-    udp_flows_pcap(&pcap, 1500, 50_000);
+    let packets: Vec<(i64, u16)> = (0..1500u16)
+        .map(|i| (1_700_000_000_000_000 + i64::from(i) * 50_000, 10_000 + i))
+        .collect();
+    common::udp_pcap(&pcap, &packets);
     let cfg = config(dir.path(), "[flow]\nflow_timeout_s = 5\n");
     let out = Command::new(env!("CARGO_BIN_EXE_flowsentry"))
         .args(["replay", "--config"])
