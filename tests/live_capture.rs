@@ -2,7 +2,7 @@
 //! and removed by the test. `flowsentry run` captures on one end while `tcpreplay` sends a
 //! capture from the other; the flows it writes must match `flowsentry replay` of the same file,
 //! with zero kernel drops. Also: flows expire on the wall clock when traffic stops, and SIGHUP
-//! reopens the JSON file without losing events.
+//! reopens the JSON file without losing events; the learning period swaps its model in live.
 //!
 //! Needs root (network namespaces, raw capture) and tcpreplay, so the tests are `#[ignore]`d in
 //! a plain `cargo test` (they show as ignored, never as a silent "ok"); CI runs them with
@@ -436,4 +436,60 @@ fn sighup_with_a_broken_model_keeps_the_running_one() {
             .unwrap()
             .contains("forest.json")
     );
+}
+
+/// The learning period in `run`: flows ended on the wall clock fill the sample, the model is
+/// trained in the background and swapped in on the next tick, and later flows are scored by it.
+#[test]
+#[ignore = "live capture: needs root, ip and tcpreplay; run with --ignored (CI does)"]
+fn learning_period_swaps_in_the_site_model_live() {
+    if !can_run() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        "[host]\nenabled = false\n[flow]\nflow_timeout_s = 1\n[learning]\nenabled = true\n\
+         flows = 1000\nmin_flows = 1000\nsample = 1000\noutput = \"site-forest.json\"\n",
+    );
+    let h = Hosts::new("l");
+    let log = dir.path().join("daemon.log");
+    let child = start_daemon(&h, &cfg, &log);
+    h.replay_into_a(&data("nfstream__synscan.pcap")); // 1,994 flows
+    let t = Instant::now();
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("scoring with the site model")
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "no learned model: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Flows still ending after the swap (the scan's last ones, and a second pass) use it.
+    h.replay_into_a(&data("nfstream__WebattackSQLinj.pcap"));
+    std::thread::sleep(Duration::from_millis(2500));
+    stop(child, "TERM");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("learning period over: trained on 700 of 1000 flows"),
+        "{text}"
+    );
+    assert!(dir.path().join("site-forest.json").is_file());
+    let models: Vec<String> = std::fs::read_to_string(dir.path().join("events.json"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["event_type"] == "flow")
+        .map(|e| e["flowsentry"]["model"].as_str().unwrap_or("").to_string())
+        .collect();
+    let switch = models
+        .iter()
+        .position(|m| m == "site-forest.json")
+        .unwrap_or_else(|| panic!("no flow scored by the learned model: {text}"));
+    assert!(switch >= 1000, "switched at flow {switch}");
+    assert!(models[..switch].iter().all(|m| m == "forest.json"));
+    assert!(models[switch..].iter().all(|m| m == "site-forest.json"));
 }
