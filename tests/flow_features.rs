@@ -493,3 +493,38 @@ fn starts_and_first_replies_reach_the_sink() {
     assert!(c.answered);
     assert_eq!(seen.ended, 1);
 }
+
+/// A flow's packet count is reported at 1,024, 2,048, … packets (the packet-flood rule judges
+/// one-flow floods then), with the counts per side and the opener's side first.
+#[test]
+fn packet_counts_reach_the_sink_at_powers_of_two() {
+    use flowsentry::flow::{FlowSink, FlowVolume, VOLUME_FIRST};
+    #[derive(Default)]
+    struct Seen(Vec<FlowVolume>);
+    impl FlowSink for Seen {
+        fn ended(&mut self, _r: FlowRecord) {}
+        fn volume(&mut self, v: &FlowVolume) {
+            self.0.push(*v);
+        }
+    }
+    let mut t = FlowTable::new(FlowConfig::default());
+    let mut seen = Seen::default();
+    // 4,100 packets from the client, every 100th answered by the server, 100 µs apart.
+    for i in 0..4100i64 {
+        t.push(&tcp(i * 100, true, ACK, 10), &mut seen);
+        if i % 100 == 99 {
+            t.push(&tcp(i * 100 + 50, false, ACK, 0), &mut seen);
+        }
+    }
+    let counts: Vec<u64> = seen.0.iter().map(|v| v.packets).collect();
+    assert_eq!(counts, [VOLUME_FIRST, 2048, 4096]);
+    let v = seen.0[0];
+    assert_eq!(v.opener_ip, IpAddr::V4(Ipv4Addr::from(C)));
+    assert_eq!(v.responder_ip, IpAddr::V4(Ipv4Addr::from(S)));
+    assert_eq!(v.responder_port, 80);
+    assert_eq!(v.protocol, 6);
+    assert_eq!(v.start_us, T0);
+    // The 1,024th packet: 1,014 from the client, 10 answers.
+    assert_eq!(v.bwd_packets, 10);
+    assert_eq!(v.ts_us, T0 + 1013 * 100);
+}

@@ -1,7 +1,10 @@
 //! The host detector end to end: a real nmap SYN scan replayed with the shipped config and
 //! models is one EVE alert naming the scanner; the host model trains from benign rows and puts
-//! an out-of-range host above its threshold.
+//! an out-of-range host above its threshold; a fast unanswered packet stream in one flow is one
+//! packet-flood alert while it lasts, a slower one none.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
 
 use std::path::Path;
 use std::process::Command;
@@ -165,4 +168,55 @@ fn a_host_model_trained_on_benign_rows_flags_a_scan_and_a_flood() {
     let f = det.judge(ip, &flood, 0).expect("the flood is flagged");
     assert_eq!(f.kind, flowsentry::host::HostKind::Flood);
     assert_eq!(f.role, flowsentry::host::Role::Destination);
+}
+
+/// `flowsentry replay` of a capture the test wrote, with the shipped config: its alerts.
+fn replay_built(pcap: &Path) -> Vec<serde_json::Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_flowsentry"))
+        .arg("replay")
+        .arg(pcap)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["event_type"] == "alert")
+        .collect()
+}
+
+#[test]
+fn a_one_flow_packet_flood_is_named_while_it_lasts() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = 1_700_000_000_000_000i64;
+    // 5,000 datagrams 10.0.0.1:12345 -> 10.0.0.2:53, 100 µs apart (10,000 packets/s), no answer.
+    let fast: Vec<(i64, u16)> = (0..5000).map(|i| (t0 + i * 100, 12345)).collect();
+    let pcap = dir.path().join("flood.pcap");
+    common::udp_pcap(&pcap, &fast);
+    let alerts = replay_built(&pcap);
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    let a = &alerts[0];
+    assert_eq!(a["alert"]["signature_id"], 9_100_022);
+    assert_eq!(a["flowsentry"]["detector"], "session");
+    assert_eq!(
+        (&a["src_ip"], &a["dest_ip"]),
+        (&"10.0.0.1".into(), &"10.0.0.2".into())
+    );
+    assert_eq!(a["dest_port"], 53);
+    assert_eq!(a["proto"], "UDP");
+    let counts = &a["flowsentry"]["host"]["counts"];
+    assert_eq!(counts["flow_packets"], 1024.0);
+    assert_eq!(counts["answered_packets"], 0.0);
+    assert_eq!(counts["packets_per_s"], 10_010.0);
+    // Raised at the 1,024th packet (0.1 s in), not when the flow ends; later reports of the
+    // same flood fold into it.
+    assert_eq!(a["timestamp"], "2023-11-14T22:13:20.102300+0000");
+    // The same stream at 1,000 packets/s is not a flood by the rule.
+    let slow: Vec<(i64, u16)> = (0..5000).map(|i| (t0 + i * 1000, 12345)).collect();
+    common::udp_pcap(&pcap, &slow);
+    assert!(replay_built(&pcap).is_empty());
 }

@@ -47,6 +47,8 @@ pub enum Signature {
     SessionBruteForce,
     /// One source holding many connections open to one service (slowloris and kin).
     SessionExhaustion,
+    /// One source sending a fast, unanswered packet stream in one flow.
+    SessionFlood,
 }
 
 /// Suricata classification descriptions used here (from its `classification.config`).
@@ -80,7 +82,7 @@ pub const SID_LAST: u32 = 9_100_099;
 
 impl Signature {
     /// Every signature, for docs and tests.
-    pub const ALL: [Signature; 8] = [
+    pub const ALL: [Signature; 9] = [
         Signature::FlowAnomaly,
         Signature::PortScan,
         Signature::HostSweep,
@@ -89,6 +91,7 @@ impl Signature {
         Signature::HostAnomaly,
         Signature::SessionBruteForce,
         Signature::SessionExhaustion,
+        Signature::SessionFlood,
     ];
 
     pub const fn info(self) -> SignatureInfo {
@@ -154,6 +157,14 @@ impl Signature {
             Signature::SessionExhaustion => (
                 9_100_021,
                 "FLOWSENTRY SESSION connection exhaustion: many connections held open to one service",
+                DENIAL_OF_SERVICE,
+                "attempted-dos",
+                2,
+                Detector::Session,
+            ),
+            Signature::SessionFlood => (
+                9_100_022,
+                "FLOWSENTRY SESSION packet flood: fast unanswered packets from one source in one flow",
                 DENIAL_OF_SERVICE,
                 "attempted-dos",
                 2,

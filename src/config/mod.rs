@@ -165,6 +165,10 @@ pub struct SessionsSection {
     pub open_connections: u32,
     /// Cap on (source, service) entries (about 300 bytes each).
     pub max_entries: usize,
+    /// Packet flood in one flow: the busier side sent this many packets (0 = off)...
+    pub flood_packets: u64,
+    /// ...at this average rate or more (packets/s), with at most 1% answered.
+    pub flood_rate: f64,
 }
 
 impl Default for SessionsSection {
@@ -180,6 +184,8 @@ impl Default for SessionsSection {
             attempt_max_bytes: d.attempt_max_bytes as u64,
             open_connections: d.open,
             max_entries: d.max_entries,
+            flood_packets: crate::host::FloodRule::default().packets,
+            flood_rate: crate::host::FloodRule::default().rate,
         }
     }
 }
@@ -537,6 +543,15 @@ impl Config {
             max_entries: s.max_entries,
             closes_reported: self.flow.compat != "cic2017",
         }
+    }
+
+    /// The packet-flood rule, when the session rules are on and it is.
+    pub fn flood_rule(&self) -> Option<crate::host::FloodRule> {
+        let s = &self.sessions;
+        (s.enabled && s.flood_packets > 0).then_some(crate::host::FloodRule {
+            packets: s.flood_packets,
+            rate: s.flood_rate,
+        })
     }
 
     /// Flow table settings.

@@ -56,6 +56,12 @@ impl Config {
             }
         }
         self.learning.problems(self, &mut p);
+        let fr = self.sessions.flood_rate;
+        if !(fr.is_finite() && fr > 0.0 && fr <= 1e9) {
+            p.push(format!(
+                "sessions.flood_rate must be above 0 and at most 1e9 packets/s, got {fr}"
+            ));
+        }
         let ss = &self.sessions;
         let ring = crate::host::sessions::RING as u32;
         for (name, v) in [("parallel", ss.parallel), ("attempts", ss.attempts)] {

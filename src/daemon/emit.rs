@@ -16,10 +16,10 @@ use crate::alert::event::{Explained, HostAlert, HostInfo, HostRole};
 use crate::alert::signature::Signature;
 use crate::config::Config;
 use crate::features::FlowRecord;
-use crate::flow::{FlowClose, FlowReply, FlowSink, FlowStart};
+use crate::flow::{FlowClose, FlowReply, FlowSink, FlowStart, FlowVolume};
 use crate::host::{
-    HostContext, HostFeature, HostFinding, HostKind, HostVector, Role, SessionFinding, SessionKind,
-    SessionRules,
+    FloodFinding, HostContext, HostFeature, HostFinding, HostKind, HostVector, Role,
+    SessionFinding, SessionKind, SessionRules,
 };
 
 /// The daemon's state between flows and alerts: the host context and the aggregation table.
@@ -30,6 +30,9 @@ pub struct Detect {
     /// Destinations under a flood alert, until when (flow time): flow alerts toward them are
     /// folded into the flood alert (a reflection flood has thousands of sources).
     flooded: HashMap<IpAddr, i64>,
+    /// The packet-flood rule (`[sessions] flood_packets`), judged on the flow table's volume
+    /// reports.
+    pub flood: Option<crate::host::FloodRule>,
     /// The learning period, while it runs (`[learning]`; set by `run` and `replay`).
     pub learn: Option<crate::learn::Learner>,
 }
@@ -50,6 +53,7 @@ impl Detect {
                 cfg.alerts.suppress.clone(),
             ),
             flooded: HashMap::new(),
+            flood: cfg.flood_rule(),
             learn: None,
         }
     }
@@ -199,6 +203,55 @@ impl FlowSink for Emitter<'_> {
             t.closed(c);
         }
     }
+
+    fn volume(&mut self, v: &FlowVolume) {
+        if let Some(f) = self.detect.flood.and_then(|r| r.judge(v)) {
+            self.c.session_findings.fetch_add(1, Ordering::Relaxed);
+            let (alert, subject) = flood_alert(&f, self.scorer);
+            self.detect.gate(alert, &subject, f.ts_us, self.c, self.d);
+        }
+    }
+}
+
+/// A one-flow packet flood as an EVE alert, keyed on its source like the session rules.
+pub fn flood_alert(f: &FloodFinding, scorer: &Scorer) -> (Alert, Subject) {
+    let h = HostAlert {
+        signature: Signature::SessionFlood,
+        time_us: f.ts_us,
+        src_ip: Some(f.src),
+        src_port: None,
+        dest_ip: Some(f.dst),
+        dest_port: (f.dst_port != 0).then_some(f.dst_port),
+        proto: Some(f.protocol),
+        severity: None,
+        score: None,
+        threshold: None,
+        host: HostInfo {
+            role: HostRole::Source,
+            ip: f.src,
+            window_s: round3(f.window_s),
+            counts: [
+                ("flow_packets", f.packets as f64),
+                ("answered_packets", f.answered as f64),
+                ("packets_per_s", f.rate.round()),
+            ]
+            .into_iter()
+            // A capture's coarse clock can put every packet at one time: no rate then.
+            .filter(|(_, v)| v.is_finite())
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        },
+    };
+    let a = Alert::host_alert(&h, &scorer.origin);
+    let subject = Subject {
+        src: Some(f.src),
+        dest: Some(f.dst),
+        dest_port: (f.dst_port != 0).then_some(f.dst_port),
+        detector: "session",
+        key_ip: f.src,
+        key_kind: 10,
+    };
+    (a, subject)
 }
 
 /// A host finding as an EVE alert, and what aggregation keys it on.

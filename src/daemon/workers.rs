@@ -31,7 +31,7 @@ use crate::alert::dispatch::Dispatcher;
 use crate::capture::{CaptureError, FileSource, LiveOptions, LiveSource, LiveStats, Next};
 use crate::config::Config;
 use crate::features::FlowRecord;
-use crate::flow::{FlowClose, FlowConfig, FlowReply, FlowSink, FlowStart, FlowStats};
+use crate::flow::{FlowClose, FlowConfig, FlowReply, FlowSink, FlowStart, FlowStats, FlowVolume};
 use crate::pipeline::{PacketCounters, Pipeline};
 
 /// Messages a worker sends the host thread per batch.
@@ -46,6 +46,7 @@ enum HostMsg {
     /// A finished flow the host context or the session rules read ([`emit::context_reads`]).
     End(Box<FlowRecord>),
     Closed(FlowClose),
+    Volume(FlowVolume),
     /// A flow alert, to pass aggregation: (alert, what it is about, flow time).
     Alert(Box<Alert>, Subject, i64),
 }
@@ -195,6 +196,11 @@ impl FlowSink for WorkerSink<'_> {
             self.push(HostMsg::Closed(*c));
         }
     }
+    fn volume(&mut self, v: &FlowVolume) {
+        if self.hosts {
+            self.push(HostMsg::Volume(*v));
+        }
+    }
 }
 
 /// The host thread: the host context, session rules, host detector and aggregation, fed by
@@ -217,6 +223,7 @@ fn host_loop(
         HostMsg::Reply(r) => e.replied(&r),
         HostMsg::End(r) => e.context_ended(&r),
         HostMsg::Closed(x) => e.closed(&x),
+        HostMsg::Volume(v) => e.volume(&v),
         HostMsg::Alert(a, subject, ts) => e.detect.gate(*a, &subject, ts, c, d),
     };
     let mut queues: Vec<VecDeque<(u64, HostMsg)>> = (0..n).map(|_| VecDeque::new()).collect();

@@ -136,6 +136,26 @@ pub struct FlowClose {
     pub answered: bool,
 }
 
+/// A flow's packet count reached a power of two from [`VOLUME_FIRST`] on (1,024, 2,048, …): the
+/// packet-flood rule (`src/host/volume.rs`) judges one-flow floods while they last instead of
+/// when the flow ends, up to two minutes later.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowVolume {
+    pub start_us: i64,
+    pub ts_us: i64,
+    /// The flow's forward side (it sent the first packet) and where it sent it.
+    pub opener_ip: std::net::IpAddr,
+    pub responder_ip: std::net::IpAddr,
+    pub responder_port: u16,
+    pub protocol: u8,
+    /// Packets so far, both directions, and of those from the responder.
+    pub packets: u64,
+    pub bwd_packets: u64,
+}
+
+/// The first packet count at which [`FlowVolume`] is reported.
+pub const VOLUME_FIRST: u64 = 1024;
+
 /// Where the flow table hands what it sees: finished flows, and (for the host context) flow
 /// starts and first replies the moment they happen. A closure `FnMut(FlowRecord)` is a sink
 /// that ignores starts and replies.
@@ -145,6 +165,7 @@ pub trait FlowSink {
     fn replied(&mut self, _r: &FlowReply) {}
     /// Not called in `compat = "cic2017"`, where the first FIN or RST ends the flow at once.
     fn closed(&mut self, _c: &FlowClose) {}
+    fn volume(&mut self, _v: &FlowVolume) {}
 }
 
 impl<F: FnMut(crate::features::FlowRecord)> FlowSink for F {

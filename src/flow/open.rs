@@ -191,6 +191,22 @@ impl Flow {
             Flow::Full(f) => f.packets(),
         }
     }
+    /// Packets from the backward side so far.
+    pub fn bwd_packets(&self) -> u64 {
+        match self {
+            Flow::Short(s) => u64::from(!s.first_fwd) + u64::from(s.two && !s.second_fwd),
+            Flow::Full(f) => f.bwd_packets(),
+        }
+    }
+    /// The forward side's address, the backward side's address and port: who opened the flow
+    /// and where to, as seen from packet `p` of it.
+    pub fn ends(&self, key: &FlowKey, p: &PacketMeta) -> (std::net::IpAddr, std::net::IpAddr, u16) {
+        if self.is_forward(key, p) {
+            (p.src_ip, p.dst_ip, p.dst_port)
+        } else {
+            (p.dst_ip, p.src_ip, p.src_port)
+        }
+    }
     /// ICMP type and code of the first packet (-1 for other transports), as
     /// [`FlowState::icmp_type`] / [`FlowState::icmp_code`].
     pub fn icmp_type_code(&self, protocol: u8) -> (i16, i16) {

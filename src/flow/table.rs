@@ -16,7 +16,10 @@ use hashbrown::HashTable;
 
 use super::key::FlowKey;
 use super::open::{Flow, OnePacket, Rules};
-use super::{Compat, FlowClose, FlowConfig, FlowReply, FlowSink, FlowStart, FlowStats, TcpState};
+use super::{
+    Compat, FlowClose, FlowConfig, FlowReply, FlowSink, FlowStart, FlowStats, FlowVolume, TcpState,
+    VOLUME_FIRST,
+};
 use crate::decode::{PacketMeta, tcp_flags as tf};
 use crate::features::{EndReason, FlowRecord};
 
@@ -292,14 +295,24 @@ impl FlowTable {
         } else {
             flow.add(&key, &p, rules);
         }
+        let packets = flow.packets();
+        if packets >= VOLUME_FIRST && packets.is_power_of_two() {
+            let (opener_ip, responder_ip, responder_port) = flow.ends(&key, &p);
+            emit.volume(&FlowVolume {
+                start_us: flow.start_us(),
+                ts_us: ts,
+                opener_ip,
+                responder_ip,
+                responder_port,
+                protocol,
+                packets,
+                bwd_packets: flow.bwd_packets(),
+            });
+        }
         let now_ready = flow.tcp() == TcpState::ReadyForTermination;
         let id = flow.id() as u32;
         let close = (!was_ready && now_ready).then(|| {
-            let (opener_ip, responder_ip, responder_port) = if flow.is_forward(&key, &p) {
-                (p.src_ip, p.dst_ip, p.dst_port)
-            } else {
-                (p.dst_ip, p.src_ip, p.src_port)
-            };
+            let (opener_ip, responder_ip, responder_port) = flow.ends(&key, &p);
             FlowClose {
                 start_us: flow.start_us(),
                 ts_us: ts,

@@ -13,8 +13,10 @@ pub mod features;
 pub mod sessions;
 pub mod sketch;
 pub mod train;
+pub mod volume;
 
 pub use context::{HostConfig, HostContext, HostStats};
 pub use detector::{HostDetector, HostFinding, HostKind, Role};
 pub use features::{HOST_FEATURES, HostFeature, HostVector, NUM_HOST_FEATURES};
 pub use sessions::{SessionConfig, SessionFinding, SessionKind, SessionRules, SessionStats};
+pub use volume::{FloodFinding, FloodRule};

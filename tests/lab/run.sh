@@ -5,7 +5,7 @@
 # for the spoofed flood), alert count; per benign scenario: flows, alerts, alerts per 1,000
 # flows — and writes it to target/lab/results.md (events and logs stay in target/lab/).
 #
-#   fs-att  att0 10.203.0.11-16 ─┐
+#   fs-att  att0 10.203.0.11-17 ─┐
 #   fs-cli  cli0 10.203.0.31-34 ─┼─ fs-sw: bridge fs-br  ← flowsentry run -i fs-br (promiscuous)
 #   fs-vic  vic0 10.203.0.20   ──┘   sshd :22 + vsftpd :21 (user fslab), nginx :80, dnsmasq :53,
 #                                    iperf3 :5201
@@ -114,7 +114,7 @@ for pair in att:$NS_ATT vic:$NS_VIC cli:$NS_CLI; do
   ip -n "$ns" link set "${n}0" up
 done
 ip -n $NS_VIC addr add $VIC/24 dev vic0
-for i in 11 12 13 14 15 16; do ip -n $NS_ATT addr add $NET.$i/24 dev att0; done
+for i in 11 12 13 14 15 16 17; do ip -n $NS_ATT addr add $NET.$i/24 dev att0; done
 for i in 31 32 33 34; do ip -n $NS_CLI addr add $NET.$i/24 dev cli0; done
 # The source address each scenario uses: the connected route's preferred source.
 use_src() { ip -n "$1" route replace $NET.0/24 dev "$2" proto kernel scope link src "$3"; }
@@ -350,6 +350,8 @@ scenario nmap-connect-scan attack $NS_ATT att0 $NET.12 12 60 "nmap -sT -p 1-1000
   nmap -sT -Pn -n -T4 --max-retries 1 -p 1-1000 $VIC
 scenario hping3-syn-flood attack-flood $NS_ATT att0 $NET.13 12 20 "hping3 -S --rand-source -c 20000 -i u100 -p 80" -- \
   hping3 -q -S --rand-source -p 80 -i u100 -c 20000 -I att0 $VIC
+scenario hping3-udp-flood attack $NS_ATT att0 $NET.17 12 20 "hping3 --udp -k -c 20000 -i u100 -p 9 (one flow)" -- \
+  hping3 -q --udp -k -a $NET.17 -s 40000 -p 9 -i u100 -c 20000 -I att0 $VIC
 scenario hydra-ssh attack $NS_ATT att0 $NET.14 12 30 "hydra -t 4 ssh, 30 passwords" -- \
   hydra -I -t 4 -l fslab -P "$work/words.txt" -o "$work/hydra-found.txt" ssh://$VIC
 scenario hydra-ftp attack $NS_ATT att0 $NET.16 12 30 "hydra -t 4 ftp, 30 passwords" -- \
