@@ -17,7 +17,8 @@ pub struct LearningSection {
     /// `min_flows` were seen.
     pub max_hours: f64,
     pub min_flows: u64,
-    /// Flows kept for training: a uniform sample of the period (about 100 bytes each).
+    /// Flows kept for training: a uniform sample of the period (about 140 bytes each with the
+    /// shipped model's 15 inputs).
     pub sample: usize,
     /// Share of the site's benign flows allowed to alert, counted on 30% of the sample held out
     /// of training.
@@ -64,9 +65,9 @@ impl LearningSection {
                 self.max_hours
             ));
         }
-        if !(1000..=10_000_000).contains(&self.sample) {
+        if !(1000..=1_000_000).contains(&self.sample) {
             p.push(format!(
-                "learning.sample must be 1000 to 10000000 flows, got {}",
+                "learning.sample must be 1000 to 1000000 flows, got {}",
                 self.sample
             ));
         }
