@@ -630,7 +630,10 @@ pub fn run(
         let mut idle = false;
         match frame {
             Ok(Next::Frame(f)) => pipe.frame(&f, &mut emit),
-            Ok(Next::Timeout) => idle = true,
+            Ok(Next::Timeout) => {
+                pipe.drain(&mut emit);
+                idle = true;
+            }
             Ok(Next::End) => break,
             Err(e) => {
                 error = Some(e);

@@ -34,5 +34,6 @@ pub mod forest;
 pub mod host;
 pub mod learn;
 pub mod pipeline;
+pub mod prefetch;
 pub mod readfile;
 pub mod shard;

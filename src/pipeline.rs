@@ -6,6 +6,7 @@ use std::path::Path;
 
 use crate::capture::{CaptureError, FileSource, Frame, Next};
 use crate::decode::{self, SkipCounts};
+use crate::flow::ahead::Lookahead;
 use crate::flow::{FlowConfig, FlowSink, FlowStats, FlowTable};
 
 /// How often (in packet or wall-clock time) the table is swept for timed-out flows (µs).
@@ -21,9 +22,13 @@ pub struct PacketCounters {
     pub skipped: SkipCounts,
 }
 
-/// Decoder plus flow table, fed one frame at a time.
+/// Decoder plus flow table, fed one frame at a time. Decoded packets reach the table
+/// [`AHEAD`](crate::flow::ahead::AHEAD) frames later ([`Lookahead`]: their cache lines are
+/// fetched meanwhile), in order; [`Pipeline::drain`] hands over the ones held (done by
+/// [`Pipeline::tick`] and [`Pipeline::flush`]; live loops call it when capture goes idle).
 pub struct Pipeline {
     table: FlowTable,
+    ahead: Lookahead<()>,
     counters: PacketCounters,
     next_sweep_us: Option<i64>,
 }
@@ -32,6 +37,7 @@ impl Pipeline {
     pub fn new(cfg: FlowConfig) -> Pipeline {
         Pipeline {
             table: FlowTable::new(cfg),
+            ahead: Lookahead::default(),
             counters: PacketCounters::default(),
             next_sweep_us: None,
         }
@@ -44,16 +50,31 @@ impl Pipeline {
         match decode::decode(f.linktype, f.ts_us, f.data, f.wire_len) {
             Ok(p) => {
                 self.counters.decoded += 1;
-                self.tick(p.ts_us, emit);
-                self.table.push(&p, emit);
+                if let Some(((), p, k)) = self.ahead.add(&self.table, (), p, emit) {
+                    self.sweep(p.ts_us, emit);
+                    self.table.push_keyed(&p, k, emit);
+                }
             }
             Err(r) => self.counters.skipped.add(r),
         }
     }
 
-    /// Advances the flow clock to `now_us`, expiring timed-out flows (at most once per
-    /// [`SWEEP_INTERVAL_US`]).
+    /// Hands the packets held back to the table.
+    pub fn drain(&mut self, emit: &mut impl FlowSink) {
+        while let Some(((), p, k)) = self.ahead.pop() {
+            self.sweep(p.ts_us, emit);
+            self.table.push_keyed(&p, k, emit);
+        }
+    }
+
+    /// Advances the flow clock to `now_us` (after the packets held back), expiring timed-out
+    /// flows (at most once per [`SWEEP_INTERVAL_US`]).
     pub fn tick(&mut self, now_us: i64, emit: &mut impl FlowSink) {
+        self.drain(emit);
+        self.sweep(now_us, emit);
+    }
+
+    fn sweep(&mut self, now_us: i64, emit: &mut impl FlowSink) {
         match self.next_sweep_us {
             Some(t) if now_us < t => {}
             _ => {
@@ -65,6 +86,7 @@ impl Pipeline {
 
     /// Finishes every open flow.
     pub fn flush(&mut self, emit: &mut impl FlowSink) {
+        self.drain(emit);
         self.table.flush(emit);
     }
 

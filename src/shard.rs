@@ -19,6 +19,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use crate::capture::{BlockSource, CaptureError, Next};
 use crate::decode::{self, PacketMeta};
+use crate::flow::ahead::Lookahead;
 use crate::flow::{FlowConfig, FlowKey, FlowSink, FlowStats, FlowTable};
 use crate::pipeline::{PacketCounters, SWEEP_INTERVAL_US};
 
@@ -81,16 +82,28 @@ fn work<S: ShardSink>(
     end: &(dyn Fn(S) + Sync),
 ) -> FlowStats {
     let mut table = FlowTable::new(cfg);
+    // Packets reach the table a few items late, in order (their cache lines fetched meanwhile);
+    // every one is in before a sweep and before the batch is declared done.
+    let mut ahead = Lookahead::default();
+    let drain = |ahead: &mut Lookahead<u64>, table: &mut FlowTable, sink: &mut S| {
+        while let Some((seq, p, k)) = ahead.pop() {
+            sink.seq(seq);
+            table.push_keyed(&p, k, sink);
+        }
+    };
     for batch in rx {
         let mut last = 0;
         for item in &batch {
             match item {
                 Item::Packet(seq, p) => {
-                    sink.seq(*seq);
                     last = *seq;
-                    table.push(p, &mut sink);
+                    if let Some((seq, p, k)) = ahead.add(&table, *seq, *p, &sink) {
+                        sink.seq(seq);
+                        table.push_keyed(&p, k, &mut sink);
+                    }
                 }
                 Item::Sweep(seq, t) => {
+                    drain(&mut ahead, &mut table, &mut sink);
                     sink.seq(*seq);
                     last = *seq;
                     table.advance(*t, &mut sink);
@@ -98,6 +111,7 @@ fn work<S: ShardSink>(
                 Item::Upto(seq) => last = *seq,
             }
         }
+        drain(&mut ahead, &mut table, &mut sink);
         sink.done_to(last);
     }
     sink.seq(u64::MAX);

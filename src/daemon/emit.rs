@@ -15,6 +15,7 @@ use crate::alert::dispatch::Dispatcher;
 use crate::alert::event::{Explained, HostAlert, HostInfo, HostRole};
 use crate::alert::signature::Signature;
 use crate::config::Config;
+use crate::decode::PacketMeta;
 use crate::features::FlowRecord;
 use crate::flow::{FlowClose, FlowReply, FlowSink, FlowStart, FlowVolume};
 use crate::host::{
@@ -209,6 +210,12 @@ impl FlowSink for Emitter<'_> {
             self.c.session_findings.fetch_add(1, Ordering::Relaxed);
             let (alert, subject) = flood_alert(&f, self.scorer);
             self.detect.gate(alert, &subject, f.ts_us, self.c, self.d);
+        }
+    }
+
+    fn coming(&self, p: &PacketMeta, close: bool) {
+        if let Some(h) = &self.detect.hosts {
+            h.prefetch(p.src_ip, p.dst_ip, close);
         }
     }
 }

@@ -360,7 +360,10 @@ fn live_worker(
         let mut idle = false;
         match src.next_frame() {
             Ok(Next::Frame(f)) => pipe.frame(&f, &mut sink),
-            Ok(Next::Timeout) => idle = true,
+            Ok(Next::Timeout) => {
+                pipe.drain(&mut sink);
+                idle = true;
+            }
             Ok(Next::End) => break,
             Err(e) => {
                 result = Err(e);

@@ -2,7 +2,9 @@
 //! the key ([`key`]), the per-flow accumulators ([`state`]), and the table with its lifecycle,
 //! expiry and cap ([`table`]). Finished flows leave as [`crate::features::FlowRecord`]s.
 
+pub mod ahead;
 pub mod community_id;
+pub mod index;
 pub mod key;
 pub mod open;
 pub mod state;
@@ -166,6 +168,11 @@ pub trait FlowSink {
     /// Not called in `compat = "cic2017"`, where the first FIN or RST ends the flow at once.
     fn closed(&mut self, _c: &FlowClose) {}
     fn volume(&mut self, _v: &FlowVolume) {}
+    /// A hint, a few packets ahead ([`ahead`]): this packet will probably start a flow (no
+    /// open flow has its key hash), so a sink may prefetch what [`FlowSink::started`] will
+    /// read: first (`close` false) the lines it reads first, then, nearer its turn, the lines
+    /// found through those. Changes nothing.
+    fn coming(&self, _p: &crate::decode::PacketMeta, _close: bool) {}
 }
 
 impl<F: FnMut(crate::features::FlowRecord)> FlowSink for F {

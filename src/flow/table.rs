@@ -4,16 +4,19 @@
 //!
 //! Layout (sized for floods: a spoofed SYN flood opens one flow per packet): open flows live in
 //! a slab (`Vec` of key + [`Flow`], 112 bytes a slot, a short flow inline), found through a hash
-//! index of (slot, key hash) (`hashbrown::HashTable`, 9 bytes a bucket, keyed by a randomly
-//! seeded foldhash so crafted traffic cannot aim at one bucket), and queued for expiry by slot
-//! and generation (16 bytes). About 150 bytes per open short flow in all.
+//! index of (key hash, slot) ([`super::index`], 8 bytes a bucket, at most half full, keyed by a
+//! randomly seeded foldhash so crafted traffic cannot aim at one run), and queued for expiry by
+//! slot and generation (16 bytes). About 150 bytes per open short flow in all. The cache lines
+//! a packet will touch can be fetched a few packets ahead ([`FlowTable::keyed`],
+//! [`FlowTable::prefetch_index`], [`FlowTable::prefetch_flow`], driven by [`super::ahead`]);
+//! a full table prefetches the flows it is about to evict.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::BuildHasher;
 
-use hashbrown::HashTable;
-
+use super::ahead::Keyed;
+use super::index::Index;
 use super::key::FlowKey;
 use super::open::{Flow, OnePacket, Rules};
 use super::{
@@ -42,29 +45,29 @@ struct Continuation {
 /// ticket leaves its queue by its deadline (at most a flow timeout later), so a reused slot
 /// cannot carry the same low 32 bits while the ticket waits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Ticket {
-    slot: u32,
+pub(super) struct Ticket {
+    pub(super) slot: u32,
     id: u32,
 }
 
 /// One slab slot: an open flow and its key.
 #[derive(Clone, Debug)]
-struct Slot {
-    key: FlowKey,
-    flow: Flow,
+pub(super) struct Slot {
+    pub(super) key: FlowKey,
+    pub(super) flow: Flow,
 }
 
 /// Single-owner flow table (one per worker thread; see `FlowKey::symmetric_hash` to shard).
 pub struct FlowTable {
     cfg: FlowConfig,
     /// Open flows by slot; `None` slots are listed in `free`.
-    slab: Vec<Option<Slot>>,
+    pub(super) slab: Vec<Option<Slot>>,
     free: Vec<u32>,
-    /// (slot, 32-bit hash of its key): growing the index re-hashes without touching the slab.
-    index: HashTable<(u32, u32)>,
+    /// Slot by 32-bit key hash: growing the index re-hashes without touching the slab.
+    pub(super) index: Index,
     hasher: hashbrown::DefaultHashBuilder,
     /// (deadline = start + flow timeout, flow) in creation order.
-    expiry: VecDeque<(i64, Ticket)>,
+    pub(super) expiry: VecDeque<(i64, Ticket)>,
     /// (deadline = last packet + linger, flow) of closed TCP flows, earliest first: a flow
     /// ends at the first sweep after its own deadline, whatever other flows the table holds
     /// (so N tables end the same flows as one).
@@ -84,7 +87,7 @@ impl FlowTable {
             cfg,
             slab: Vec::new(),
             free: Vec::new(),
-            index: HashTable::new(),
+            index: Index::default(),
             hasher: hashbrown::DefaultHashBuilder::default(),
             expiry: VecDeque::new(),
             lingering: BinaryHeap::new(),
@@ -123,24 +126,20 @@ impl FlowTable {
         }
     }
 
-    /// The 32-bit hash of a key, spread over 64 bits so that hashbrown's bucket bits (low) and
-    /// tag bits (high) both come from it.
-    fn hash(&self, key: &FlowKey) -> u32 {
-        self.hasher.hash_one(key) as u32
+    /// The 32-bit hash of a key (both halves of the seeded 64-bit hash folded in).
+    pub(super) fn hash(&self, key: &FlowKey) -> u32 {
+        let h = self.hasher.hash_one(key);
+        (h ^ (h >> 32)) as u32
     }
 
     /// The slot of the open flow with this key.
     fn find(&self, hash: u32, key: &FlowKey) -> Option<u32> {
         let slab = &self.slab;
-        self.index
-            .find(wide(hash), |&(i, h)| {
-                h == hash
-                    && slab
-                        .get(i as usize)
-                        .and_then(Option::as_ref)
-                        .is_some_and(|s| s.key == *key)
-            })
-            .map(|&(i, _)| i)
+        self.index.find(hash, |i| {
+            slab.get(i as usize)
+                .and_then(Option::as_ref)
+                .is_some_and(|s| s.key == *key)
+        })
     }
 
     /// The open flow a ticket refers to, if it is still open.
@@ -162,9 +161,7 @@ impl FlowTable {
     fn take(&mut self, slot: u32) -> Option<Slot> {
         let s = self.slab.get_mut(slot as usize)?.take()?;
         let hash = self.hash(&s.key);
-        if let Ok(e) = self.index.find_entry(wide(hash), |&(i, _)| i == slot) {
-            e.remove();
-        }
+        self.index.remove(hash, slot);
         self.free.push(slot);
         Some(s)
     }
@@ -182,15 +179,23 @@ impl FlowTable {
                 (self.slab.len() - 1) as u32
             }
         };
-        self.index
-            .insert_unique(wide(hash), (slot, hash), |&(_, h)| wide(h));
+        self.index.insert(hash, slot);
         slot
     }
 
     /// Feeds one decoded packet; finished flows go to `emit`.
     pub fn push(&mut self, pkt: &PacketMeta, emit: &mut impl FlowSink) {
-        let (key, src_is_lo) = FlowKey::of(pkt);
-        let hash = self.hash(&key);
+        let k = self.keyed(pkt);
+        self.push_keyed(pkt, k, emit);
+    }
+
+    /// [`FlowTable::push`] of a packet whose [`Keyed`] is known.
+    pub fn push_keyed(&mut self, pkt: &PacketMeta, k: Keyed, emit: &mut impl FlowSink) {
+        let Keyed {
+            key,
+            src_is_lo,
+            hash,
+        } = k;
         let mut p = *pkt;
         let rules = self.rules();
         let compat = rules.compat;
@@ -415,7 +420,7 @@ impl FlowTable {
         }
         self.slab = Vec::new();
         self.free = Vec::new();
-        self.index = HashTable::new();
+        self.index = Index::default();
         self.expiry = VecDeque::new();
         self.continuations.clear();
         self.continuation_order.clear();
@@ -510,6 +515,9 @@ impl FlowTable {
         cumulative_us: i64,
         emit: &mut impl FlowSink,
     ) {
+        if self.len() >= self.cfg.max_flows.max(1) {
+            self.prefetch_evictions();
+        }
         while self.len() >= self.cfg.max_flows.max(1) {
             if !self.evict_oldest(emit) {
                 break;
@@ -571,12 +579,6 @@ impl FlowTable {
         );
         self.continuation_order.push_back((expires_us, s.key));
     }
-}
-
-/// A 32-bit key hash as hashbrown's 64-bit hash: bucket bits from the low end, the 7 tag bits
-/// from the top, both taken from the 32 bits.
-fn wide(h: u32) -> u64 {
-    u64::from(h) | (u64::from(h) << 32)
 }
 
 #[cfg(test)]

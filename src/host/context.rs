@@ -28,6 +28,7 @@ use super::sketch::{Decay, Decayed, Distinct, SCALES_S, mix};
 use crate::decode::tcp_flags as tf;
 use crate::features::{Feature, FlowRecord};
 use crate::flow::{FlowReply, FlowStart};
+use crate::prefetch::prefetch;
 
 /// Host context settings.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -281,8 +282,10 @@ fn free_slot(ps: &mut PendingSet, k: usize, stats: &mut HostStats) {
 }
 
 /// One set of the pending array: the slots' tags (high hash bits, never 0; 0 = free) first,
-/// then the slots, so that a lookup reads one small, contiguous piece of memory.
+/// in the set's first cache line, then the slots, so that a lookup reads one small,
+/// contiguous piece of memory.
 #[derive(Clone, Debug, Default)]
+#[repr(C, align(64))]
 struct PendingSet {
     tags: [u32; PENDING_WAYS],
     /// The slot to reuse next when the set is full.
@@ -425,6 +428,38 @@ impl HostContext {
             self.pending = vec![PendingSet::default(); n / PENDING_WAYS];
         }
         true
+    }
+
+    /// The pending set of `ip` and the tag its slot carries.
+    fn pending_set(&self, ip: IpAddr) -> Option<(&PendingSet, u32)> {
+        let hash = self.seed.hash_one(ip);
+        let tag = ((hash >> 32) as u32) | 1;
+        let set = hash as usize & self.pending.len().wrapping_sub(1);
+        Some((self.pending.get(set)?, tag))
+    }
+
+    /// A hint that a flow between `a` and `b` will start a few packets from now
+    /// ([`crate::flow::FlowSink::coming`]): prefetches the lines of the pending array that
+    /// [`HostContext::started`] will read — the set's tags, then (`close`) the slot it will
+    /// take. Changes nothing.
+    pub fn prefetch(&self, a: IpAddr, b: IpAddr, close: bool) {
+        for ip in [a, b] {
+            let Some((ps, tag)) = self.pending_set(ip) else {
+                return;
+            };
+            if !close {
+                prefetch(&ps.tags);
+                continue;
+            }
+            let k = (0..PENDING_WAYS)
+                .find(|&k| ps.tags[k] == tag)
+                .or_else(|| (0..PENDING_WAYS).find(|&k| ps.tags[k] == 0))
+                .unwrap_or(usize::from(ps.turn) % PENDING_WAYS);
+            if let Some(p) = ps.slots.get(k) {
+                prefetch(&p.last_us);
+                prefetch(&p.evs[PENDING_EVENTS - 1]);
+            }
+        }
     }
 
     /// Applies `ev` to host `ip`. A flow start (`starts`) makes an unknown host known: pending
