@@ -21,6 +21,7 @@
 //! - [`config`]: the daemon's TOML configuration.
 //! - [`daemon`]: wiring for `run` and `replay`.
 //! - [`shard`]: N flow tables on N threads, packets spread by a symmetric flow hash.
+//! - [`prefetch`]: the cache prefetch hint the flow table and host context use under floods.
 
 pub mod alert;
 pub mod capture;

@@ -1,5 +1,6 @@
-//! The only `unsafe` of the crate: two calls libpcap and the `pcap` crate do not offer, each
-//! a single C call on a handle we own, with why it is sound beside it.
+//! One of the crate's two `unsafe` modules (the other is [`crate::prefetch`], a cache hint):
+//! two calls libpcap and the `pcap` crate do not offer, each a single C call on a handle we
+//! own, with why it is sound beside it.
 //!
 //! - [`open_offline`]: opens a capture file for libpcap through our own `FILE`, with a 1 MiB
 //!   buffer (stdio's default is 4 KiB: one `read` system call per 4 KiB, 7% of a replay) and
