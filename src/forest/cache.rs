@@ -21,6 +21,11 @@ pub struct ScoreCache {
     filled: Vec<bool>,
     hits: u64,
     lookups: u64,
+    /// The last flow's raw value (f64 bits) and input of each model feature: a value equal to
+    /// the last one keeps its input (a flood's flows differ in a port or two, and a transform
+    /// such as `ln_1p` costs more than the comparison).
+    last_raw: Vec<u64>,
+    last_input: Vec<f32>,
 }
 
 impl ScoreCache {
@@ -60,6 +65,10 @@ impl Model {
             filled: vec![false; ENTRIES],
             hits: 0,
             lookups: 0,
+            last_raw: vec![0f64.to_bits(); self.features.len()],
+            last_input: (0..self.features.len())
+                .map(|i| self.input(i, 0.0))
+                .collect(),
         }
     }
 
@@ -77,7 +86,7 @@ impl Model {
             // `inputs` writes the same slots for every flow of a model, and only those are
             // read: no need to clear the rest between flows.
             let x = &mut xs[np];
-            self.inputs(&flows[i], x);
+            self.inputs_from_last(&flows[i], x, c);
             let e = c.key_of(x, &mut key[..k]);
             c.lookups += 1;
             if c.filled[e] && c.keys[e * k..(e + 1) * k] == key[..k] {
@@ -95,6 +104,26 @@ impl Model {
             }
         }
         self.score_pending(&xs, &pending[..np], out, c);
+    }
+
+    /// [`Model::inputs`], each feature's input taken from the last flow's when its raw value
+    /// is the same bit for bit (the input is a function of the raw value alone).
+    fn inputs_from_last(&self, r: &FlowRecord, x: &mut Inputs, c: &mut ScoreCache) {
+        if self.direct {
+            self.inputs(r, x);
+            return;
+        }
+        let last = c.last_raw.iter_mut().zip(c.last_input.iter_mut());
+        for (i, ((s, f), (raw, input))) in
+            self.slots.iter().zip(&self.features).zip(last).enumerate()
+        {
+            let v = r.get(*f);
+            if *raw != v.to_bits() {
+                *raw = v.to_bits();
+                *input = self.input(i, v);
+            }
+            x[*s] = *input;
+        }
     }
 
     fn score_pending(

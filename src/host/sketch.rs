@@ -3,6 +3,8 @@
 //! different values in the last W seconds" for any W ([`Distinct`]). Both are O(1) per update
 //! and never allocate.
 
+use std::cell::Cell;
+
 /// The time scales of every host feature, seconds.
 pub const SCALES_S: [f64; 3] = [1.0, 10.0, 60.0];
 
@@ -11,13 +13,26 @@ pub const SCALES_S: [f64; 3] = [1.0, 10.0, 60.0];
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Decay(pub [f32; 3]);
 
+thread_local! {
+    /// The last elapsed time asked for on this thread and its factors: a host hit at a steady
+    /// rate (a flood's victim, one event per packet) asks for the same one again and again.
+    static LAST_DECAY: Cell<(i64, Decay)> = const { Cell::new((0, Decay([1.0; 3]))) };
+}
+
 impl Decay {
     pub fn after(elapsed_us: i64) -> Decay {
         if elapsed_us <= 0 {
             return Decay([1.0; 3]);
         }
-        let dt = elapsed_us as f64 / 1e6;
-        Decay(SCALES_S.map(|s| (-dt / s).exp() as f32))
+        LAST_DECAY.with(|last| match last.get() {
+            (e, d) if e == elapsed_us => d,
+            _ => {
+                let dt = elapsed_us as f64 / 1e6;
+                let d = Decay(SCALES_S.map(|s| (-dt / s).exp() as f32));
+                last.set((elapsed_us, d));
+                d
+            }
+        })
     }
 }
 
