@@ -469,7 +469,7 @@ pub fn replay(
 ) -> Result<Summary, DaemonError> {
     preflight_or_refuse(cfg, false)?;
     let mut scorer = Scorer::new(cfg, &format!("replay:{}", path.display()))?;
-    let mut src = FileSource::open(path)?;
+    let src = FileSource::open(path)?;
     let dispatcher = Dispatcher::new(build_sinks(cfg)?, cfg.alerts.queue_size);
     if cfg.capture.workers > 1 {
         if speed == Speed::Max {
@@ -477,6 +477,9 @@ pub fn replay(
         }
         tracing::info!("a paced replay (--speed) runs on one worker");
     }
+    // One worker reads the file as the workers' reader does: an I/O thread reads it in blocks
+    // and frames are sliced out of them (libpcap's frames and errors: `capture::blocks`).
+    let mut src = crate::capture::BlockSource::open(src.path())?;
     let counters = Counters::default();
     let mut pipe = Pipeline::new(cfg.flow_config());
     let started = Instant::now();

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::capture::{CaptureError, FileSource, Frame, Next};
+use crate::capture::{BlockSource, CaptureError, Frame, Next};
 use crate::decode::{self, SkipCounts};
 use crate::flow::ahead::Lookahead;
 use crate::flow::{FlowConfig, FlowSink, FlowStats, FlowTable};
@@ -116,7 +116,7 @@ pub fn run_file(
     progress: &mut dyn FnMut(u64, u64),
     emit: &mut impl FlowSink,
 ) -> Result<FileSummary, CaptureError> {
-    let mut src = FileSource::open(path)?;
+    let mut src = BlockSource::open(path)?;
     let mut pipe = Pipeline::new(cfg);
     let len = src.file_len();
     let mut damaged = None;
