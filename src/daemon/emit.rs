@@ -144,6 +144,13 @@ impl Emitter<'_> {
 }
 
 impl Emitter<'_> {
+    /// [`FlowSink::coming`] for a flow start handed over by a worker (the host thread).
+    pub fn prefetch_start(&self, s: &FlowStart, close: bool) {
+        if let Some(h) = &self.detect.hosts {
+            h.prefetch(s.src_ip, s.dst_ip, close);
+        }
+    }
+
     /// A finished flow, as the host context and the session rules see it (no scoring). With
     /// workers (`daemon::workers`) only flows [`context_reads`] reaches them.
     pub fn context_ended(&mut self, r: &FlowRecord) {

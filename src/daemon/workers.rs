@@ -23,7 +23,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::emit::{self, Detect};
+use super::emit::{self, Detect, Emitter};
 use super::{BATCH, Control, Counters, DaemonError, Metrics, Scorer, Summary, stats_line};
 use crate::alert::Alert;
 use crate::alert::aggregate::Subject;
@@ -203,6 +203,10 @@ impl FlowSink for WorkerSink<'_> {
     }
 }
 
+/// Messages between a flow start's first prefetch and its turn on the host thread (the
+/// second comes at half the distance).
+const HOST_AHEAD: usize = 6;
+
 /// The host thread: the host context, session rules, host detector and aggregation, fed by
 /// the workers' batches. `ordered` (replay): events are merged back into capture order by
 /// their packet numbers; live: handled as they come.
@@ -218,7 +222,7 @@ fn host_loop(
     let mut detect = Detect::new(cfg);
     let mut none = Vec::new();
     let mut e = scorer.emitter(&mut none, &mut detect, c, d);
-    let mut handle = |m: HostMsg| match m {
+    let handle = |e: &mut Emitter<'_>, m: HostMsg| match m {
         HostMsg::Start(s) => e.started(&s),
         HostMsg::Reply(r) => e.replied(&r),
         HostMsg::End(r) => e.context_ended(&r),
@@ -226,11 +230,26 @@ fn host_loop(
         HostMsg::Volume(v) => e.volume(&v),
         HostMsg::Alert(a, subject, ts) => e.detect.gate(*a, &subject, ts, c, d),
     };
+    // Flow starts a few messages ahead in a queue: their pending-array lines are fetched
+    // while the messages before them are handled (a flood: one start per packet).
+    let ahead = |e: &Emitter<'_>, q: &VecDeque<(u64, HostMsg)>| {
+        for (k, close) in [(HOST_AHEAD, false), (HOST_AHEAD / 2, true)] {
+            if let Some((_, HostMsg::Start(s))) = q.get(k) {
+                e.prefetch_start(s, close);
+            }
+        }
+    };
     let mut queues: Vec<VecDeque<(u64, HostMsg)>> = (0..n).map(|_| VecDeque::new()).collect();
     let mut marks = vec![0u64; n];
     for b in rx {
         if !ordered {
-            b.events.into_iter().for_each(|(_, m)| handle(m));
+            let mut q: VecDeque<(u64, HostMsg)> = b.events.into();
+            while !q.is_empty() {
+                ahead(&e, &q);
+                if let Some((_, m)) = q.pop_front() {
+                    handle(&mut e, m);
+                }
+            }
             continue;
         }
         if let (Some(q), Some(m)) = (queues.get_mut(b.worker), marks.get_mut(b.worker)) {
@@ -252,10 +271,13 @@ fn host_loop(
             if waiting {
                 break;
             }
+            if let Some(q) = queues.get(i) {
+                ahead(&e, q);
+            }
             let Some((_, m)) = queues.get_mut(i).and_then(VecDeque::pop_front) else {
                 break;
             };
-            handle(m);
+            handle(&mut e, m);
         }
     }
 }
