@@ -477,9 +477,9 @@ pub fn replay(
         }
         tracing::info!("a paced replay (--speed) runs on one worker");
     }
-    // One worker reads the file as the workers' reader does: an I/O thread reads it in blocks
-    // and frames are sliced out of them (libpcap's frames and errors: `capture::blocks`).
-    let mut src = crate::capture::BlockSource::open(src.path())?;
+    // One worker reads the file in blocks as the workers' reader does, on its own thread, and
+    // slices frames out of them (libpcap's frames and errors: `capture::blocks`).
+    let mut src = crate::capture::BlockSource::open_inline(src.path())?;
     let counters = Counters::default();
     let mut pipe = Pipeline::new(cfg.flow_config());
     let started = Instant::now();

@@ -116,7 +116,7 @@ pub fn run_file(
     progress: &mut dyn FnMut(u64, u64),
     emit: &mut impl FlowSink,
 ) -> Result<FileSummary, CaptureError> {
-    let mut src = BlockSource::open(path)?;
+    let mut src = BlockSource::open_inline(path)?;
     let mut pipe = Pipeline::new(cfg);
     let len = src.file_len();
     let mut damaged = None;

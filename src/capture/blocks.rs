@@ -88,10 +88,25 @@ pub struct BlockSource {
     blocks: Option<Blocks>,
 }
 
+/// Where blocks come from.
+enum Feed {
+    /// The I/O thread, and the channel that hands used buffers back to it.
+    Thread {
+        rx: Receiver<Chunk>,
+        back: SyncSender<Vec<u8>>,
+    },
+    /// Read on the calling thread (one worker: no second core taken); how the file ended
+    /// once the last bytes are in.
+    Inline {
+        file: File,
+        block_bytes: usize,
+        end: Option<Chunk>,
+    },
+}
+
 struct Blocks {
     format: Format,
-    rx: Receiver<Chunk>,
-    back: SyncSender<Vec<u8>>,
+    feed: Feed,
     cur: Vec<u8>,
     /// Bytes of `cur` read from the file.
     len: usize,
@@ -109,21 +124,45 @@ impl Blocks {
         if self.eof {
             return false;
         }
-        match self.rx.recv() {
-            Ok(Chunk::Bytes(b, len)) => {
+        let chunk = match &mut self.feed {
+            Feed::Thread { rx, .. } => rx.recv().ok(),
+            Feed::Inline {
+                file,
+                block_bytes,
+                end,
+            } => match end.take() {
+                Some(e) => Some(e),
+                None => {
+                    // `contiguous` has copied what it needs of the current block.
+                    let mut buf = std::mem::take(&mut self.cur);
+                    let (filled, e) = fill(file, &mut buf, *block_bytes);
+                    *end = e;
+                    if filled == 0 {
+                        self.cur = buf;
+                        end.take()
+                    } else {
+                        Some(Chunk::Bytes(buf, filled))
+                    }
+                }
+            },
+        };
+        match chunk {
+            Some(Chunk::Bytes(b, len)) => {
                 let old = std::mem::replace(&mut self.cur, b);
                 self.len = len.min(self.cur.len());
-                // The I/O thread reuses it; if it is gone, the buffer is simply dropped.
-                let _ = self.back.try_send(old);
+                if let Feed::Thread { back, .. } = &self.feed {
+                    // The I/O thread reuses it; if it is gone, the buffer is simply dropped.
+                    let _ = back.try_send(old);
+                }
                 self.pos = 0;
                 true
             }
-            Ok(Chunk::Eof) => {
+            Some(Chunk::Eof) => {
                 self.eof = true;
                 self.clean_end = true;
                 false
             }
-            Ok(Chunk::Failed) | Err(_) => {
+            Some(Chunk::Failed) | None => {
                 self.eof = true;
                 false
             }
@@ -153,26 +192,33 @@ impl Blocks {
     }
 }
 
+/// Reads the next block of the file into `buf` (made `block_bytes` long): the bytes read, and
+/// how the file ended if it did.
+fn fill(file: &mut File, buf: &mut Vec<u8>, block_bytes: usize) -> (usize, Option<Chunk>) {
+    // Buffers are reused whole (full length): only a new one is zeroed.
+    buf.resize(block_bytes, 0);
+    let mut filled = 0;
+    let end = loop {
+        match file.read(&mut buf[filled..]) {
+            Ok(0) => break Some(Chunk::Eof),
+            Ok(n) => {
+                filled += n;
+                if filled == buf.len() {
+                    break None;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break Some(Chunk::Failed),
+        }
+    };
+    (filled, end)
+}
+
 /// The I/O thread: reads the file from `offset` in blocks until its end.
 fn read_blocks(mut file: File, block_bytes: usize, tx: SyncSender<Chunk>, back: Receiver<Vec<u8>>) {
     loop {
-        // Buffers come back whole (full length): only a new one is zeroed.
-        let mut buf = back.try_recv().unwrap_or_else(|_| vec![0; block_bytes]);
-        buf.resize(block_bytes, 0);
-        let mut filled = 0;
-        let end = loop {
-            match file.read(&mut buf[filled..]) {
-                Ok(0) => break Some(Chunk::Eof),
-                Ok(n) => {
-                    filled += n;
-                    if filled == buf.len() {
-                        break None;
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => break Some(Chunk::Failed),
-            }
-        };
+        let mut buf = back.try_recv().unwrap_or_default();
+        let (filled, end) = fill(&mut file, &mut buf, block_bytes);
         if filled > 0 && tx.send(Chunk::Bytes(buf, filled)).is_err() {
             return;
         }
@@ -187,25 +233,44 @@ impl BlockSource {
     /// Opens a capture file: libpcap checks it (and reads anything but classic pcap 2.4);
     /// the I/O thread starts after the file header.
     pub fn open(path: &std::path::Path) -> Result<BlockSource, CaptureError> {
-        Self::open_with(path, BLOCK_BYTES)
+        Self::open_with(path, BLOCK_BYTES, true)
     }
 
-    fn open_with(path: &std::path::Path, block_bytes: usize) -> Result<BlockSource, CaptureError> {
+    /// [`BlockSource::open`] without the I/O thread: blocks are read on the calling thread,
+    /// as they are needed (one worker, one core).
+    pub fn open_inline(path: &std::path::Path) -> Result<BlockSource, CaptureError> {
+        Self::open_with(path, BLOCK_BYTES, false)
+    }
+
+    fn open_with(
+        path: &std::path::Path,
+        block_bytes: usize,
+        thread: bool,
+    ) -> Result<BlockSource, CaptureError> {
         let libpcap = FileSource::open(path)?;
         let mut header = [0u8; FILE_HEADER_BYTES];
+        let block_bytes = block_bytes.max(1);
         let blocks = File::open(path).ok().and_then(|mut f| {
             f.read_exact(&mut header).ok()?;
             let format = Format::of(&header)?;
-            let (tx, rx) = sync_channel(BLOCKS_AHEAD);
-            let (back, back_rx) = sync_channel(BLOCKS_AHEAD + 2);
-            std::thread::Builder::new()
-                .name("flowsentry-read".into())
-                .spawn(move || read_blocks(f, block_bytes.max(1), tx, back_rx))
-                .ok()?;
+            let feed = if thread {
+                let (tx, rx) = sync_channel(BLOCKS_AHEAD);
+                let (back, back_rx) = sync_channel(BLOCKS_AHEAD + 2);
+                std::thread::Builder::new()
+                    .name("flowsentry-read".into())
+                    .spawn(move || read_blocks(f, block_bytes, tx, back_rx))
+                    .ok()?;
+                Feed::Thread { rx, back }
+            } else {
+                Feed::Inline {
+                    file: f,
+                    block_bytes,
+                    end: None,
+                }
+            };
             Some(Blocks {
                 format,
-                rx,
-                back,
+                feed,
                 cur: Vec::new(),
                 len: 0,
                 pos: 0,
@@ -370,8 +435,8 @@ mod tests {
         }
     }
 
-    fn by_blocks(p: &Path, block_bytes: usize) -> Read {
-        let mut s = BlockSource::open_with(p, block_bytes).unwrap();
+    fn by_blocks(p: &Path, block_bytes: usize, thread: bool) -> Read {
+        let mut s = BlockSource::open_with(p, block_bytes, thread).unwrap();
         let mut v = Vec::new();
         loop {
             match s.next_frame() {
@@ -398,7 +463,9 @@ mod tests {
             assert!(whole.0.len() > 90 && whole.1.is_ok(), "{name}");
             // 1 MiB blocks, and blocks of 1 and 100 bytes: records split between blocks.
             for b in [BLOCK_BYTES, 1, 100] {
-                assert_eq!(by_blocks(&p, b), whole, "{name} {b}");
+                for thread in [true, false] {
+                    assert_eq!(by_blocks(&p, b, thread), whole, "{name} {b} {thread}");
+                }
             }
             let bytes = std::fs::read(&p).unwrap();
             // The third record's capture length, made too large.
@@ -419,7 +486,10 @@ mod tests {
                     let want = by_libpcap(f.path());
                     assert!(want.1.is_err(), "{name} {cut}");
                     for b in [BLOCK_BYTES, 100] {
-                        assert_eq!(by_blocks(f.path(), b), want, "{name} {cut} {b}");
+                        for thread in [true, false] {
+                            let got = by_blocks(f.path(), b, thread);
+                            assert_eq!(got, want, "{name} {cut} {b} {thread}");
+                        }
                     }
                     checked += 1;
                 }
