@@ -1,5 +1,5 @@
-//! Workers for capture files (`capture.workers`, `flows --workers`): an I/O thread reads the
-//! file in blocks ([`BlockSource`]), the calling thread decodes the frames and hands each
+//! Workers for capture files (`capture.workers`, `flows --workers`): the calling thread reads
+//! the file in blocks ([`BlockSource`]), decodes the frames and hands each
 //! packet to one of N worker threads by the flow key's
 //! symmetric hash ([`FlowKey::symmetric_hash`]: both directions of a flow reach the same
 //! worker); each worker owns a [`FlowTable`] and a sink of its own, made on its thread.
