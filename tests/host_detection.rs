@@ -18,11 +18,17 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `flowsentry replay FILE` with the shipped config: its alerts, and its stderr.
+/// `flowsentry replay FILE` (a file of tests/data) with the shipped config: its alerts, and its
+/// stderr.
 fn replay_alerts(file: &str) -> (Vec<serde_json::Value>, String) {
+    replay_path(&root().join("tests/data").join(file))
+}
+
+/// `flowsentry replay PCAP` with the shipped config: its alerts, and its stderr.
+fn replay_path(pcap: &Path) -> (Vec<serde_json::Value>, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_flowsentry"))
         .arg("replay")
-        .arg(root().join("tests/data").join(file))
+        .arg(pcap)
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -170,25 +176,6 @@ fn a_host_model_trained_on_benign_rows_flags_a_scan_and_a_flood() {
     assert_eq!(f.role, flowsentry::host::Role::Destination);
 }
 
-/// `flowsentry replay` of a capture the test wrote, with the shipped config: its alerts.
-fn replay_built(pcap: &Path) -> Vec<serde_json::Value> {
-    let out = Command::new(env!("CARGO_BIN_EXE_flowsentry"))
-        .arg("replay")
-        .arg(pcap)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|e| e["event_type"] == "alert")
-        .collect()
-}
-
 #[test]
 fn a_one_flow_packet_flood_is_named_while_it_lasts() {
     let dir = tempfile::tempdir().unwrap();
@@ -197,7 +184,7 @@ fn a_one_flow_packet_flood_is_named_while_it_lasts() {
     let fast: Vec<(i64, u16)> = (0..5000).map(|i| (t0 + i * 100, 12345)).collect();
     let pcap = dir.path().join("flood.pcap");
     common::udp_pcap(&pcap, &fast);
-    let alerts = replay_built(&pcap);
+    let (alerts, _) = replay_path(&pcap);
     assert_eq!(alerts.len(), 1, "{alerts:#?}");
     let a = &alerts[0];
     assert_eq!(a["alert"]["signature_id"], 9_100_022);
@@ -218,5 +205,5 @@ fn a_one_flow_packet_flood_is_named_while_it_lasts() {
     // The same stream at 1,000 packets/s is not a flood by the rule.
     let slow: Vec<(i64, u16)> = (0..5000).map(|i| (t0 + i * 1000, 12345)).collect();
     common::udp_pcap(&pcap, &slow);
-    assert!(replay_built(&pcap).is_empty());
+    assert!(replay_path(&pcap).0.is_empty());
 }
