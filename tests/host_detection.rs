@@ -7,7 +7,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use flowsentry::forest::Provenance;
 use flowsentry::forest::train::Params;
@@ -26,16 +25,9 @@ fn replay_alerts(file: &str) -> (Vec<serde_json::Value>, String) {
 
 /// `flowsentry replay PCAP` with the shipped config: its alerts, and its stderr.
 fn replay_path(pcap: &Path) -> (Vec<serde_json::Value>, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_flowsentry"))
-        .arg("replay")
-        .arg(pcap)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "{err}");
-    let alerts = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+    let (events, err) = common::replay(None, pcap);
+    let alerts = events
+        .into_iter()
         .filter(|e| e["event_type"] == "alert")
         .collect();
     (alerts, err)

@@ -26,19 +26,7 @@ fn config(dir: &Path, extra: &str) -> PathBuf {
 }
 
 fn replay(cfg: &Path) -> (Vec<serde_json::Value>, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_flowsentry"))
-        .args(["replay", "--config"])
-        .arg(cfg)
-        .arg(root().join("tests/data/nfstream__synscan.pcap"))
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "{err}");
-    let events = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    (events, err)
+    common::replay(Some(cfg), &root().join("tests/data/nfstream__synscan.pcap"))
 }
 
 fn model_of(e: &serde_json::Value) -> &str {
@@ -154,17 +142,9 @@ fn the_learned_model_takes_over_at_the_end_of_the_period_in_a_replay() {
         .collect();
     common::udp_pcap(&pcap, &packets);
     let cfg = config(dir.path(), "[flow]\nflow_timeout_s = 5\n");
-    let out = Command::new(env!("CARGO_BIN_EXE_flowsentry"))
-        .args(["replay", "--config"])
-        .arg(&cfg)
-        .arg(&pcap)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
-    let flows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+    let (events, err) = common::replay(Some(&cfg), &pcap);
+    let flows: Vec<serde_json::Value> = events
+        .into_iter()
         .filter(|e| e["event_type"] == "flow")
         .collect();
     assert_eq!(flows.len(), 1500, "{err}");

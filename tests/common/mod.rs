@@ -1,6 +1,26 @@
-//! Helpers shared by the integration tests (`mod common;`).
+//! Helpers shared by the integration tests (`mod common;`). Each test crate uses some of them.
+#![allow(dead_code)]
 
 use std::path::Path;
+use std::process::Command;
+
+/// `flowsentry replay [--config CFG] PCAP`, which must succeed: every event it printed, and its
+/// stderr.
+pub fn replay(config: Option<&Path>, pcap: &Path) -> (Vec<serde_json::Value>, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_flowsentry"));
+    cmd.arg("replay");
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    let out = cmd.arg(pcap).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    let events = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (events, err)
+}
 
 /// A classic pcap (microseconds, Ethernet) of one-packet UDP datagrams 10.0.0.1:PORT →
 /// 10.0.0.2:53 with one byte of payload, one per (time µs since the epoch, source port).
