@@ -32,8 +32,9 @@ fn scores_equal_sklearn_score_samples() {
 fn shipped_model_loads_and_uses_schema_features() {
     let m = Model::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("model/forest.json")).unwrap();
     assert_eq!(m.trees(), 100);
-    // The `shape` set: 3 spreads as they are, 5 sizes and 7 flag counts log-scaled.
-    assert_eq!(m.features().len(), 15);
+    // The `shape` set: 3 spreads as they are, 5 sizes and 3 flag counts (FIN, SYN, RST)
+    // log-scaled.
+    assert_eq!(m.features().len(), 11);
     assert_eq!(m.file().provenance.params["fpr_budget"], 0.005);
     assert!(m.threshold() > 0.0 && m.threshold() < 1.0);
 }

@@ -220,8 +220,8 @@ fn learns_from_the_flow_events_a_replay_writes() {
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let m = Model::load(&out).unwrap();
-    // 9 flows in the capture, each one flow event; the shipped set's 15 inputs.
+    // 9 flows in the capture, each one flow event; the shipped set's 11 inputs.
     assert_eq!(m.file().provenance.rows_used, 9);
-    assert_eq!(m.features().len(), 15);
+    assert_eq!(m.features().len(), 11);
     assert_eq!(scores(&m, &events).len(), 9);
 }
