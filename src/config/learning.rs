@@ -17,8 +17,8 @@ pub struct LearningSection {
     /// `min_flows` were seen.
     pub max_hours: f64,
     pub min_flows: u64,
-    /// Flows kept for training: a uniform sample of the period (about 140 bytes each with the
-    /// shipped model's 15 inputs).
+    /// Flows kept for training: a uniform sample of the period (about 110 bytes each with the
+    /// shipped model's 11 inputs: 8 per input and the source address).
     pub sample: usize,
     /// Share of the site's benign flows allowed to alert, counted on 30% of the sample held out
     /// of training.
