@@ -1,6 +1,6 @@
 //! One of the crate's two `unsafe` modules (the other is [`crate::prefetch`], a cache hint):
-//! two calls libpcap and the `pcap` crate do not offer, each a single C call on a handle we
-//! own, with why it is sound beside it.
+//! three calls libpcap, the `pcap` crate and `std` do not offer, each a single C call on a
+//! handle we own, with why it is sound beside it.
 //!
 //! - [`open_offline`]: opens a capture file for libpcap through our own `FILE`, with a 1 MiB
 //!   buffer (stdio's default is 4 KiB: one `read` system call per 4 KiB, 7% of a replay) and
@@ -9,6 +9,8 @@
 //! - [`join_fanout`]: joins a live AF_PACKET socket to a `PACKET_FANOUT` group, so several
 //!   sockets (one per worker) share an interface's packets by a flow hash, and gives the group
 //!   its classic BPF program ([`fanout_program`]: a symmetric hash of addresses and ports).
+//! - [`Mapped`]: a capture file mapped read-only into memory, for the workers' reader
+//!   ([`crate::shard`]): frames are read in the page cache's pages, without the kernel's copy.
 #![allow(unsafe_code)]
 
 use std::ffi::{CStr, CString};
@@ -268,6 +270,91 @@ pub fn fanout_program(sockets: u32) -> Vec<BpfInsn> {
         I(ALU_MOD_K, n),
         I(RET_A, 0),
     ])
+}
+
+/// A regular file mapped read-only (`PROT_READ`, `MAP_PRIVATE`), unmapped on drop.
+///
+/// Sound because: `mmap` returned `len` readable bytes at `ptr` (checked against
+/// `MAP_FAILED`), which stay mapped until `drop` (the only `munmap`), and [`Mapped::bytes`]
+/// borrows `self`, so no slice outlives the mapping; nothing writes through it (read-only), so
+/// sharing it between threads (`Send`, `Sync`) is sharing a `&[u8]`. What a mapping cannot
+/// promise, and every `mmap` reader (ripgrep's too) assumes: that no other process truncates
+/// or rewrites the file while it is read (a truncated file raises `SIGBUS` on the pages past
+/// its new end). Only capture files given to `replay` and `flows` with workers are mapped;
+/// with one worker, and any file that cannot be mapped, they are read with `read(2)`.
+pub struct Mapped {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+/// The page size `mmap` and `madvise` work in (x86_64 and aarch64 Linux with 4 KiB pages; a
+/// larger real page size only makes [`Mapped::release_before`] release less).
+const PAGE_BYTES: usize = 4096;
+
+// SAFETY: see the type's doc: read-only memory owned by the value, read through `&self`.
+unsafe impl Send for Mapped {}
+// SAFETY: as above.
+unsafe impl Sync for Mapped {}
+
+impl Mapped {
+    /// Maps all of `file` (a regular, non-empty file), or `None`.
+    pub fn of(file: &std::fs::File) -> Option<Mapped> {
+        let meta = file.metadata().ok()?;
+        let len = usize::try_from(meta.len()).ok()?;
+        if !meta.is_file() || len == 0 {
+            return None;
+        }
+        // SAFETY: a fresh read-only private mapping of an open file descriptor (borrowed for
+        // the call; the mapping does not need it open afterwards), at an address the kernel
+        // chooses: no existing memory is affected.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return None;
+        }
+        Some(Mapped {
+            ptr: NonNull::new(p.cast())?,
+            len,
+        })
+    }
+
+    /// Lets the kernel take back the pages of the first `end` bytes (rounded down to whole
+    /// pages) from this process (`MADV_DONTNEED`): they stay in the page cache, and a later
+    /// read of them faults them in again with the same bytes. Keeps the mapping's share of the
+    /// resident set small and spreads the unmapping over the read instead of the exit.
+    pub fn release_before(&self, end: usize) {
+        let end = end.min(self.len) & !(PAGE_BYTES - 1);
+        if end == 0 {
+            return;
+        }
+        // SAFETY: the range is whole pages at the start of our own mapping (`ptr` is page
+        // aligned, as `mmap` returns it); for a read-only private file mapping `MADV_DONTNEED`
+        // only drops page-table entries: the next access maps the file's page again, so every
+        // byte reads as before (the same condition as the type's doc: the file is not
+        // rewritten meanwhile). The result is ignored: on failure the pages simply stay.
+        unsafe { libc::madvise(self.ptr.as_ptr().cast(), end, libc::MADV_DONTNEED) };
+    }
+
+    /// The file's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: `len` bytes at `ptr` are mapped readable for as long as `self` lives.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        // SAFETY: the mapping `mmap` made, unmapped once; no slice of it outlives `self`.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
 }
 
 /// Joins the AF_PACKET socket of a live capture to fanout group `group` of `sockets` sockets,

@@ -256,7 +256,7 @@ fn sharded(
     u64,
     BufWriter<Box<dyn Write + Send>>,
 )> {
-    let mut src = BlockSource::open_inline(&a.capture)?;
+    let mut src = BlockSource::open_mapped(&a.capture)?;
     let shared: SharedOut = Mutex::new((out, None));
     let rows = AtomicU64::new(0);
     let set = column_set(a.columns);

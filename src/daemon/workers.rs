@@ -292,7 +292,7 @@ pub fn replay(
 ) -> Result<Summary, DaemonError> {
     let counters = Counters::default();
     let started = Instant::now();
-    let mut src = crate::capture::BlockSource::open_inline(src.path())?;
+    let mut src = crate::capture::BlockSource::open_mapped(src.path())?;
     let hosts = cfg.host.enabled || cfg.sessions.enabled;
     let (tx, rx) = sync_channel::<HostBatch>(HOST_QUEUE_BATCHES);
     let (c, d) = (&counters, &dispatcher);
