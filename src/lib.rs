@@ -21,7 +21,8 @@
 //! - [`config`]: the daemon's TOML configuration.
 //! - [`daemon`]: wiring for `run` and `replay`.
 //! - [`shard`]: N flow tables on N threads, packets spread by a symmetric flow hash.
-//! - [`prefetch`]: the cache prefetch hint the flow table and host context use under floods.
+//! - [`prefetch`]: memory hints the flow table and host context use under floods (cache
+//!   prefetch, 2 MiB pages for their large arrays).
 
 pub mod alert;
 pub mod capture;

@@ -101,7 +101,7 @@ impl Index {
 
     fn grow(&mut self) {
         let n = (self.buckets.len() * 2).max(MIN_BUCKETS);
-        let old = std::mem::replace(&mut self.buckets, vec![EMPTY; n]);
+        let old = std::mem::replace(&mut self.buckets, crate::prefetch::huge_vec(EMPTY, n));
         for b in old.into_iter().filter(|&b| b != EMPTY) {
             self.place(b);
         }

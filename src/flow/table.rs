@@ -175,6 +175,7 @@ impl FlowTable {
                 i
             }
             None => {
+                crate::prefetch::grow_huge(&mut self.slab);
                 self.slab.push(s);
                 (self.slab.len() - 1) as u32
             }

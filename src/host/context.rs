@@ -425,7 +425,7 @@ impl HostContext {
                 .max_hosts
                 .clamp(PENDING_WAYS, MAX_PENDING_SLOTS)
                 .next_power_of_two();
-            self.pending = vec![PendingSet::default(); n / PENDING_WAYS];
+            self.pending = crate::prefetch::huge_vec(PendingSet::default(), n / PENDING_WAYS);
         }
         true
     }
