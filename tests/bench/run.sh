@@ -9,7 +9,7 @@
 #   flood  2,000,000 spoofed single-SYN flows (tests/bench/synflood.py, into target/bench)
 # then bytes per open flow on the flood: (peak RSS - RSS of a tiny replay) / most flows open,
 # and the workers = 2 / workers = 1 ratio of replay on the scale capture.
-# Usage: tests/bench/run.sh [RUNS=3]. Needs python3, tcpdump, GNU time (/usr/bin/time).
+# Usage: [BIN=path] tests/bench/run.sh [RUNS=3]. Needs python3, tcpdump, GNU time (/usr/bin/time).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RUNS=${1:-3}
@@ -17,8 +17,11 @@ SHARED=${SHARED:-../shared}
 BENCH="$SHARED/pcaps/bench/merged_staggered.pcap"
 [ -f "$BENCH" ] || { echo "missing input: $BENCH" >&2; exit 1; }
 [ -x /usr/bin/time ] || { echo "missing /usr/bin/time (apt-get install time)" >&2; exit 1; }
-cargo build --release -q
-BIN=target/release/flowsentry
+# BIN=path: measure that binary instead (e.g. the code before a change, run for run).
+if [ -z "${BIN:-}" ]; then
+  cargo build --release -q
+  BIN=target/release/flowsentry
+fi
 mkdir -p target/bench
 SCALE=target/bench/scale-x4.pcap
 FLOOD=target/bench/synflood-2m.pcap
@@ -78,7 +81,7 @@ for name in bench scale flood; do
   if [ $name = flood ]; then
     open=$(grep -o '^max_flows = [0-9]*' config/flowsentry.toml | grep -o '[0-9]*$')
     [ "$open" -lt "$pkts" ] || open=$pkts
-    flood_line="flood: at most $open flows open at once; bytes per open flow (replay RSS - ${base} KB baseline) = $(( (rr1 - base) * 1024 / open )) B; replay / tcpdump read rate = $(python3 -c "print(f'{$tb/$rb1:.2f}')")x"
+    flood_line="flood: at most $open flows open at once; bytes per open flow (replay RSS - ${base} KB baseline) = $(( (rr1 - base) * 1024 / open )) B; replay / tcpdump read rate = $(python3 -c "print(f'{$tb/$rb1:.2f}')")x (1 worker), $(python3 -c "print(f'{$tb/$rb2:.2f}')")x (2 workers)"
   fi
 done
 echo "$flood_line"
