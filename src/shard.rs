@@ -92,6 +92,7 @@ pub fn add_stats(t: &mut FlowStats, s: &FlowStats) {
 fn work<S: ShardSink>(
     cfg: FlowConfig,
     rx: Receiver<Vec<Item>>,
+    back: SyncSender<Vec<Item>>,
     mut sink: S,
     end: &(dyn Fn(S) + Sync),
 ) -> FlowStats {
@@ -127,6 +128,12 @@ fn work<S: ShardSink>(
         }
         drain(&mut ahead, &mut table, &mut sink);
         sink.done_to(last);
+        // The emptied batch goes back to the reader to be filled again: a fresh batch (over
+        // 300 KB) per 4,096 packets was new memory the kernel cleared, 6% of the reader's time
+        // on a flood. If the reader has enough spares, or is gone, it is freed here.
+        let mut batch = batch;
+        batch.clear();
+        let _ = back.try_send(batch);
     }
     sink.seq(u64::MAX);
     table.flush(&mut sink);
@@ -158,15 +165,19 @@ pub fn run<S: ShardSink>(
     std::thread::scope(|scope| {
         let mut txs: Vec<SyncSender<Vec<Item>>> = Vec::with_capacity(n);
         let mut handles = Vec::with_capacity(n);
+        // Emptied batches, from every worker back to the reader.
+        let (back, spares) = sync_channel::<Vec<Item>>(n * (QUEUE_BATCHES + 2));
         for i in 0..n {
             let (tx, rx) = sync_channel::<Vec<Item>>(QUEUE_BATCHES);
             txs.push(tx);
+            let back = back.clone();
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("flowsentry-w{i}"))
-                    .spawn_scoped(scope, move || work(cfg, rx, make(i), end)),
+                    .spawn_scoped(scope, move || work(cfg, rx, back, make(i), end)),
             );
         }
+        drop(back);
         let mut batches: Vec<Vec<Item>> =
             (0..n).map(|_| Vec::with_capacity(BATCH_PACKETS)).collect();
         // When one worker's batch is full every worker gets its batch, ending with how far
@@ -175,7 +186,10 @@ pub fn run<S: ShardSink>(
         let send_all = |upto: u64, batches: &mut [Vec<Item>]| {
             for (b, tx) in batches.iter_mut().zip(&txs) {
                 b.push(Item::Upto(upto));
-                let full = std::mem::replace(b, Vec::with_capacity(BATCH_PACKETS));
+                let spare = spares
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(BATCH_PACKETS));
+                let full = std::mem::replace(b, spare);
                 // A worker that is gone (it panicked) loses its packets; its join reports it.
                 let _ = tx.send(full);
             }

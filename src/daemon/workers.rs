@@ -34,8 +34,9 @@ use crate::features::FlowRecord;
 use crate::flow::{FlowClose, FlowConfig, FlowReply, FlowSink, FlowStart, FlowStats, FlowVolume};
 use crate::pipeline::{PacketCounters, Pipeline};
 
-/// Messages a worker sends the host thread per batch.
-const HOST_BATCH: usize = 256;
+/// Messages a worker sends the host thread per batch (1,024 rather than 256: on the flood with
+/// 2 workers, median replay 0.82 -> 0.77 s in 8 alternating runs; the scale capture no slower).
+const HOST_BATCH: usize = 1024;
 /// Batches queued toward the host thread before a worker waits.
 const HOST_QUEUE_BATCHES: usize = 64;
 
