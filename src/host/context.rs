@@ -262,7 +262,12 @@ const MAX_PENDING_SLOTS: usize = 1 << 20;
 const PENDING_WAYS: usize = 8;
 
 /// A host seen in one flow only, not in the table yet: the events of that flow, in order.
+/// Laid out so that everything a host's first event writes — time, count, address, first
+/// event — is in the slot's first cache line (`repr(C)`, 64-byte aligned; a unit test checks
+/// it): a flood's spoofed source costs one line of the slot, not two. Events past `n` are
+/// leftovers of an earlier host and are never read.
 #[derive(Clone, Copy, Debug, Default)]
+#[repr(C, align(64))]
 struct Pending {
     /// Time of its latest event (`Host::last_us`).
     last_us: i64,
@@ -451,13 +456,22 @@ impl HostContext {
                 prefetch(&ps.tags);
                 continue;
             }
-            let k = (0..PENDING_WAYS)
-                .find(|&k| ps.tags[k] == tag)
-                .or_else(|| (0..PENDING_WAYS).find(|&k| ps.tags[k] == 0))
-                .unwrap_or(usize::from(ps.turn) % PENDING_WAYS);
+            // A host already pending may append an event (both lines of its slot); a new one
+            // writes the first line of the slot it takes.
+            let (k, known) = match (0..PENDING_WAYS).find(|&k| ps.tags[k] == tag) {
+                Some(k) => (k, true),
+                None => (
+                    (0..PENDING_WAYS)
+                        .find(|&k| ps.tags[k] == 0)
+                        .unwrap_or(usize::from(ps.turn) % PENDING_WAYS),
+                    false,
+                ),
+            };
             if let Some(p) = ps.slots.get(k) {
                 prefetch(&p.last_us);
-                prefetch(&p.evs[PENDING_EVENTS - 1]);
+                if known {
+                    prefetch(&p.evs[PENDING_EVENTS - 1]);
+                }
             }
         }
     }
@@ -520,12 +534,12 @@ impl HostContext {
                 }
                 self.stats.pending -= 1;
             }
-            ps.slots[k] = Pending {
-                last_us: ev.ts(),
-                n: 1,
-                ip: Some(ip),
-                evs: [ev, Ev::None, Ev::None],
-            };
+            // Only the first line of the slot is written (see [`Pending`]).
+            let p = &mut ps.slots[k];
+            p.last_us = ev.ts();
+            p.n = 1;
+            p.ip = Some(ip);
+            p.evs[0] = ev;
             ps.tags[k] = tag;
             self.stats.pending += 1;
             return false;
@@ -707,6 +721,21 @@ mod tests {
     use std::net::Ipv4Addr;
 
     const T0: i64 = 1_700_000_000_000_000;
+
+    #[test]
+    fn a_pending_hosts_first_event_fits_in_one_line() {
+        // What a host's first flow writes (see `Pending`) lies in the slot's first 64 bytes,
+        // and every slot of a set starts a line.
+        assert_eq!(std::mem::align_of::<Pending>(), 64);
+        assert_eq!(std::mem::size_of::<Pending>() % 64, 0);
+        let first_event_end = std::mem::offset_of!(Pending, evs) + std::mem::size_of::<Ev>();
+        assert!(
+            first_event_end <= 64,
+            "first event ends at byte {first_event_end}"
+        );
+        assert!(std::mem::offset_of!(Pending, ip) + std::mem::size_of::<Option<IpAddr>>() <= 64);
+        assert_eq!(std::mem::offset_of!(PendingSet, slots) % 64, 0);
+    }
 
     fn ip(n: u32) -> IpAddr {
         IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n))
