@@ -483,6 +483,7 @@ pub fn replay(
     let counters = Counters::default();
     let mut pipe = Pipeline::new(cfg.flow_config());
     let started = Instant::now();
+    let cpu_at_start = crate::cputime::thread_cpu_s();
     let mut first_ts: Option<i64> = None;
     let mut damaged = None;
     let mut batch = Vec::with_capacity(BATCH);
@@ -529,6 +530,15 @@ pub fn replay(
     pipe.flush(&mut emit);
     scorer.score_batch(&mut batch, &mut detect, &counters, &dispatcher);
     learning::swap_in(&mut detect, &mut scorer, true);
+    // One thread reads, tracks flows, scores and keeps host context (alerts are written on
+    // the sinks' own threads).
+    tracing::info!(
+        "cpu seconds per thread: pipeline {}",
+        crate::cputime::show(crate::cputime::since(
+            crate::cputime::thread_cpu_s(),
+            cpu_at_start
+        ))
+    );
     if let Some(l) = learning::progress(&detect, cfg) {
         tracing::info!("{l}: the learning period is not over, no model learned");
     }

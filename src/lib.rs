@@ -21,12 +21,14 @@
 //! - [`config`]: the daemon's TOML configuration.
 //! - [`daemon`]: wiring for `run` and `replay`.
 //! - [`shard`]: N flow tables on N threads, packets spread by a symmetric flow hash.
+//! - [`cputime`]: a thread's CPU time, for the per-thread figures `replay` logs.
 //! - [`prefetch`]: memory hints the flow table and host context use under floods (cache
 //!   prefetch, 2 MiB pages for their large arrays).
 
 pub mod alert;
 pub mod capture;
 pub mod config;
+pub mod cputime;
 pub mod daemon;
 pub mod decode;
 pub mod eval;

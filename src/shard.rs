@@ -73,6 +73,10 @@ pub struct ShardSummary {
     pub damaged: Option<CaptureError>,
     /// `stop` was set before the end of the file.
     pub interrupted: bool,
+    /// CPU seconds of the reading thread during the read, and of each worker
+    /// ([`crate::cputime`]; `None` where unknown).
+    pub reader_cpu_s: Option<f64>,
+    pub worker_cpu_s: Vec<Option<f64>>,
 }
 
 /// Adds the counters of one table to a total.
@@ -95,7 +99,7 @@ fn work<S: ShardSink>(
     back: SyncSender<Vec<Item>>,
     mut sink: S,
     end: &(dyn Fn(S) + Sync),
-) -> FlowStats {
+) -> (FlowStats, Option<f64>) {
     let mut table = FlowTable::new(cfg);
     // Packets reach the table a few items late, in order (their cache lines fetched meanwhile);
     // every one is in before a sweep and before the batch is declared done.
@@ -140,7 +144,7 @@ fn work<S: ShardSink>(
     table.flush(&mut sink);
     let stats = table.stats();
     end(sink);
-    stats
+    (stats, crate::cputime::thread_cpu_s())
 }
 
 /// Reads `src` to its end (or `stop`) through `workers` flow tables on as many threads.
@@ -156,6 +160,7 @@ pub fn run<S: ShardSink>(
     end: &(dyn Fn(S) + Sync),
     progress: &mut dyn FnMut(u64, u64),
 ) -> ShardSummary {
+    let cpu_at_start = crate::cputime::thread_cpu_s();
     let n = workers.clamp(1, MAX_WORKERS);
     let cfg = FlowConfig {
         max_flows: (cfg.max_flows / n).max(1),
@@ -243,12 +248,17 @@ pub fn run<S: ShardSink>(
             }
         }
         send_all(c.decoded, &mut batches);
+        out.reader_cpu_s = crate::cputime::since(crate::cputime::thread_cpu_s(), cpu_at_start);
         drop(txs);
         for h in handles {
             match h.map(|h| h.join()) {
-                Ok(Ok(s)) => add_stats(&mut out.flows, &s),
+                Ok(Ok((s, cpu))) => {
+                    add_stats(&mut out.flows, &s);
+                    out.worker_cpu_s.push(cpu);
+                }
                 Ok(Err(panic)) => std::panic::resume_unwind(panic),
                 Err(e) => {
+                    out.worker_cpu_s.push(None);
                     // The thread could not start: say so as damage would (nothing was read by
                     // it), rather than lose flows silently.
                     out.damaged.get_or_insert(CaptureError::Damaged {

@@ -224,7 +224,7 @@ fn host_loop(
     ordered: bool,
     c: &Counters,
     d: &Dispatcher,
-) {
+) -> Option<f64> {
     let mut detect = Detect::new(cfg);
     let mut none = Vec::new();
     let mut e = scorer.emitter(&mut none, &mut detect, c, d);
@@ -289,6 +289,7 @@ fn host_loop(
             handle(&mut e, m);
         }
     }
+    crate::cputime::thread_cpu_s()
 }
 
 /// `flowsentry replay` at `--speed max` with `capture.workers` > 1.
@@ -337,11 +338,25 @@ pub fn replay(
             &mut |_, _| {},
         );
         drop(tx);
-        if let Err(p) = host_thread.join() {
-            std::panic::resume_unwind(p);
-        }
-        Ok::<_, DaemonError>(s)
+        let host_cpu_s = match host_thread.join() {
+            Ok(cpu) => cpu,
+            Err(p) => std::panic::resume_unwind(p),
+        };
+        Ok::<_, DaemonError>((s, host_cpu_s))
     })?;
+    let (s, host_cpu_s) = s;
+    // Where the time went: a thread near the in-process time was saturated (the others
+    // waited on it, or shared its cores).
+    tracing::info!(
+        "cpu seconds per thread: reader {}, workers {}, host {}",
+        crate::cputime::show(s.reader_cpu_s),
+        s.worker_cpu_s
+            .iter()
+            .map(|c| crate::cputime::show(*c))
+            .collect::<Vec<_>>()
+            .join(" "),
+        crate::cputime::show(host_cpu_s)
+    );
     dispatcher.shutdown(cfg.alerts.shutdown_timeout());
     tracing::info!(
         "{}",

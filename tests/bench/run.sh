@@ -8,7 +8,8 @@
 #   scale  the bench capture x4, shifted in time (tests/bench/scale.py, into target/bench)
 #   flood  2,000,000 spoofed single-SYN flows (tests/bench/synflood.py, into target/bench)
 # then bytes per open flow on the flood: (peak RSS - RSS of a tiny replay) / most flows open,
-# and the workers = 2 / workers = 1 ratio of replay on the scale capture.
+# the workers = 2 / workers = 1 ratio of replay on the scale capture (best wall-clock, and the
+# median of ALTERNATING=5 in-turn in-process runs), and each replay's CPU seconds per thread.
 # Usage: [BIN=path] tests/bench/run.sh [RUNS=3]. Needs python3, tcpdump, GNU time (/usr/bin/time).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -44,6 +45,10 @@ timeit() {
     t1=$(date +%s%N)
     t=$(python3 -c "print(($t1 - $t0) / 1e9)")
     read -r r < target/bench/time.txt
+    # The best run's per-thread CPU seconds (replay logs them), for "where the time went".
+    if python3 -c "import sys; sys.exit(0 if float('$t') < float('${best:-inf}') else 1)"; then
+      grep -o 'cpu seconds per thread: .*' target/bench/stderr.txt > target/bench/cpu.txt || : > target/bench/cpu.txt
+    fi
     best=$(python3 -c "print(min(float('$t'), float('${best:-$t}')))")
     worst=$(python3 -c "print(max(float('$t'), float('${worst:-$t}')))")
     [ "$r" -gt "$rss" ] && rss=$r
@@ -57,6 +62,7 @@ rate() { python3 -c "print(f'{$1/max($2,1e-3)/1e6:.2f}')"; }
 mps() { python3 -c "print(f'{$1/1e6:.2f}')"; }
 
 base=$(timeit $BIN replay tests/data/tcpreplay__test.pcap | cut -d' ' -f3)
+cpu_lines=()
 echo "M packets/s: whole process wall-clock best (range) [in-process best], peak RSS"
 printf '%-6s %9s | %-7s | %-34s | %-34s | %-34s | %-34s\n' capture packets tcpdump \
   "replay, 1 worker" "replay, 2 workers" "flows, 1 worker" "flows, 2 workers"
@@ -72,6 +78,7 @@ for name in bench scale flood; do
     read -r b w r p <<< "$(timeit $BIN $first "$f" $rest)"
     [ "$cmd" = replay ] && { rb1=$b; rr1=$r; }
     [ "$cmd" = "replay --config $W2" ] && rb2=$b
+    case $cmd in replay*) [ -s target/bench/cpu.txt ] && cpu_lines+=("$name, $cmd: $(cat target/bench/cpu.txt)") ;; esac
     cells+=("$(rate "$pkts" "$b") ($(rate "$pkts" "$w")-$(rate "$pkts" "$b")) [$(mps "$p")] $((r / 1024)) MB")
   done
   printf '%-6s %9s | %-7s | %-34s | %-34s | %-34s | %-34s\n' $name "$pkts" "$(rate "$pkts" "$tb")" "${cells[@]}"
@@ -86,3 +93,24 @@ for name in bench scale flood; do
 done
 echo "$flood_line"
 echo "scale: replay with 2 workers / 1 worker (best wall-clock) = ${scale_ratio}x"
+# The same ratio from in-process times of 1 and 2 workers run in turn, median of ALTERNATING
+# rounds: a shared VM's CPU speed drifts by tens of percent between runs, and turns spread the
+# drift over both sides.
+ALTERNATING=${ALTERNATING:-5}
+ins() { "$@" 2>&1 >/dev/null | grep -o 'in [0-9.]* s' | tail -1 | cut -d' ' -f2; }
+one=(); two=()
+for _ in $(seq "$ALTERNATING"); do
+  one+=("$(ins $BIN replay "$SCALE")")
+  two+=("$(ins $BIN replay --config "$W2" "$SCALE")")
+done
+python3 - "${one[*]}" "${two[*]}" <<'PY'
+import statistics, sys
+one = [float(x) for x in sys.argv[1].split()]
+two = [float(x) for x in sys.argv[2].split()]
+m1, m2 = statistics.median(one), statistics.median(two)
+print(f"scale: replay in-process seconds, {len(one)} alternating rounds: 1 worker median {m1:.3f} "
+      f"({min(one):.3f}-{max(one):.3f}), 2 workers median {m2:.3f} ({min(two):.3f}-{max(two):.3f}); "
+      f"ratio of medians {m1 / m2:.2f}x")
+PY
+echo "cpu seconds per thread of the best replay run (where the time went):"
+for l in "${cpu_lines[@]}"; do echo "  $l"; done
