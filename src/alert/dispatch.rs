@@ -309,14 +309,21 @@ impl Dispatcher {
                 .map(|h| h.as_ref().is_none_or(|h| h.is_finished()))
                 .unwrap_or(true)
         };
-        let wait_all = |until: Instant| loop {
-            if self.workers.iter().all(finished) {
-                return true;
+        // The sink threads usually finish within microseconds of `Stop`: look again after
+        // 50 µs, doubling to 5 ms (a flat 5 ms sleep was 3-4% of a 2-worker scale replay).
+        let wait_all = |until: Instant| {
+            let mut nap = Duration::from_micros(50);
+            loop {
+                if self.workers.iter().all(finished) {
+                    return true;
+                }
+                let now = Instant::now();
+                if now >= until {
+                    return false;
+                }
+                std::thread::sleep(nap.min(until - now));
+                nap = (nap * 2).min(Duration::from_millis(5));
             }
-            if Instant::now() >= until {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(5));
         };
         let in_time = wait_all(deadline);
         if !in_time {
