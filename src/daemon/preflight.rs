@@ -17,6 +17,8 @@ pub struct Findings {
     pub warnings: Vec<String>,
     /// The model, when it loaded.
     pub model: Option<Model>,
+    /// The host detector (`host.enabled`), when its model loaded.
+    pub host: Option<crate::host::HostDetector>,
 }
 
 /// How long `check-config` waits for a TCP syslog collector.
@@ -32,10 +34,11 @@ pub fn check(cfg: &Config, live: bool) -> Findings {
         Ok(m) => f.model = Some(m),
         Err(e) => f.problems.push(format!("model: {e}")),
     }
-    if cfg.host.enabled
-        && let Err(e) = crate::host::HostDetector::load(&cfg.host_model(), cfg.host.threshold)
-    {
-        f.problems.push(format!("host.model: {e}"));
+    if cfg.host.enabled {
+        match crate::host::HostDetector::load(&cfg.host_model(), cfg.host.threshold) {
+            Ok(d) => f.host = Some(d),
+            Err(e) => f.problems.push(format!("host.model: {e}")),
+        }
     }
     if live && let Err(e) = check_bpf(&cfg.capture.bpf_filter) {
         f.problems.push(e);
