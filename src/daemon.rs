@@ -23,6 +23,7 @@ use crate::config::{Config, ConfigError, SinkConfig};
 use crate::features::{Feature, FlowRecord};
 use crate::forest::{Model, ModelError, ScoreCache};
 use crate::pipeline::{PacketCounters, Pipeline};
+use preflight::Loaded;
 
 #[derive(Debug, Error)]
 pub enum DaemonError {
@@ -42,30 +43,18 @@ pub enum DaemonError {
 
 /// The checks `check-config` runs ([`preflight::check`]), run first by `run` and `replay`: any
 /// problem refuses the start with the whole list; warnings are logged.
-/// Returns the models the checks loaded, for [`Scorer::new`] (each is read once).
+/// Returns the models the checks loaded, for [`Scorer::new`] (each is read once: parsing the
+/// two shipped models twice per start cost ~3 ms).
 fn preflight_or_refuse(cfg: &Config, live: bool) -> Result<Loaded, DaemonError> {
     let f = preflight::check(cfg, live);
     for w in &f.warnings {
         tracing::warn!("{w}");
     }
     if f.problems.is_empty() {
-        Ok(Loaded {
-            model: f.model,
-            host: f.host,
-        })
+        Ok(f.loaded)
     } else {
         Err(DaemonError::Refused(f.problems))
     }
-}
-
-/// Models already loaded from the config's paths (by the start-up checks); [`Scorer::new`]
-/// loads what is missing. Parsing the two shipped models took ~6 ms, done twice per start.
-#[derive(Default)]
-pub struct Loaded {
-    /// The model at `model.path`.
-    pub model: Option<Model>,
-    /// The host detector of `host.model`, with `host.threshold` applied.
-    pub host: Option<crate::host::HostDetector>,
 }
 
 /// The scoring half: model, threshold, what to emit.

@@ -172,7 +172,7 @@ pub fn check_config(a: CheckConfigArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     print!("{}", cfg.to_toml());
-    if let Some(model) = found.model {
+    if let Some(model) = found.loaded.model {
         eprintln!(
             "{}: valid; model {} loads ({} trees, {} features, threshold {})",
             a.file.display(),

@@ -15,9 +15,16 @@ use crate::forest::Model;
 pub struct Findings {
     pub problems: Vec<String>,
     pub warnings: Vec<String>,
-    /// The model, when it loaded.
+    /// The models that loaded: `run` and `replay` score with them (each is read once).
+    pub loaded: Loaded,
+}
+
+/// Models loaded from the config's paths; [`crate::daemon::Scorer::new`] loads what is missing.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// The model at `model.path`.
     pub model: Option<Model>,
-    /// The host detector (`host.enabled`), when its model loaded.
+    /// The host detector of `host.model` (`host.enabled`), with `host.threshold` applied.
     pub host: Option<crate::host::HostDetector>,
 }
 
@@ -31,12 +38,12 @@ pub fn check(cfg: &Config, live: bool) -> Findings {
         ..Findings::default()
     };
     match Model::load(&cfg.model.path) {
-        Ok(m) => f.model = Some(m),
+        Ok(m) => f.loaded.model = Some(m),
         Err(e) => f.problems.push(format!("model: {e}")),
     }
     if cfg.host.enabled {
         match crate::host::HostDetector::load(&cfg.host_model(), cfg.host.threshold) {
-            Ok(d) => f.host = Some(d),
+            Ok(d) => f.loaded.host = Some(d),
             Err(e) => f.problems.push(format!("host.model: {e}")),
         }
     }
